@@ -1,0 +1,58 @@
+import { cdk8s, javascript } from 'projen';
+import { UpdateSnapshot } from 'projen/lib/javascript';
+
+const project = new cdk8s.ConstructLibraryCdk8s({
+  name: 'cdk8s-modelcar-tekton',
+  description: 'Typed cdk8s constructs that generate Tekton v1 pipelines for building and publishing KServe modelcar images',
+  author: 'cdk8s-modelcar-tekton maintainers',
+  authorAddress: 'maintainers@users.noreply.github.com',
+  repositoryUrl: 'https://github.com/cdk8s-modelcar-tekton/cdk8s-modelcar-tekton.git',
+  keywords: ['cdk8s', 'tekton', 'kserve', 'modelcar', 'openshift-ai'],
+  defaultReleaseBranch: 'main',
+  packageManager: javascript.NodePackageManager.NPM,
+  projenrcTs: true,
+  cdk8sVersion: '2.70.0',
+  constructsVersion: '10.4.2',
+  peerDeps: ['cdk8s-plus-28@^2.5.6'],
+  devDeps: [
+    'cdk8s-cli@^2.200.0',
+    'ajv@^8.17.1',
+    'js-yaml@^4.1.0',
+    '@types/js-yaml@^4.0.9',
+    'ts-node@^10.9.2',
+    '@types/node@^20',
+  ],
+  // The package artifacts (jsii-pacmak) go to `artifacts/`: `dist/` holds the default app's manifests.
+  artifactsDirectory: 'artifacts',
+  github: false,
+  release: false,
+  jestOptions: {
+    // CI must never rewrite a snapshot: `npm run test:update` does it on purpose, and the diff is reviewed.
+    updateSnapshot: UpdateSnapshot.NEVER,
+    jestConfig: {
+      testMatch: ['<rootDir>/test/**/*.test.ts'],
+      testTimeout: 120_000,
+    },
+  },
+  tsconfigDev: { compilerOptions: {} },
+  gitignore: ['/dist/', '/.e2e-work/', '/artifacts/'],
+  eslintOptions: { dirs: ['src', 'test'], ignorePatterns: ['src/imports/**', '*.js', '*.d.ts', 'node_modules/'] },
+});
+
+// L1: typed tekton.dev/v1 classes generated from the Tekton CRDs (never edited by hand).
+project.addTask('import', {
+  description: 'Regenerate src/imports/ from the Tekton v1 CRDs with cdk8s import',
+  exec: 'node scripts/import-tekton-crds.js',
+});
+
+// The main job: synthesize the embedded default app into dist/.
+project.addTask('synth', {
+  description: 'Synthesize the embedded default app into dist/ (GitOps layout)',
+  exec: 'ts-node --project tsconfig.dev.json src/app/main.ts',
+});
+
+// The tests run real tools (shellcheck, buildah, skopeo, docker-registry): install them first.
+project.testTask.prependExec('bash scripts/install-test-tools.sh');
+project.jest!.addIgnorePattern('/src/imports/');
+
+project.synth();

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the real tools the tests run, from Debian's packages, when any is missing.
+# Idempotent: with everything present it only checks and exits.
+set -euo pipefail
+
+# command -> Debian package that provides it
+declare -A want=(
+  [shellcheck]=shellcheck
+  [skopeo]=skopeo
+  [buildah]=buildah
+  [docker-registry]=docker-registry
+  [htpasswd]=apache2-utils
+  [openssl]=openssl
+  [setpriv]=util-linux
+  [busybox]=busybox-static
+)
+
+missing=()
+for cmd in "${!want[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+echo "install-test-tools: installing ${missing[*]}" >&2
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "install-test-tools: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+for cmd in "${!want[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || { echo "install-test-tools: $cmd still missing after installing ${want[$cmd]}" >&2; exit 1; }
+done
