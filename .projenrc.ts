@@ -48,8 +48,11 @@ project.addTask('import', {
 // The main job: synthesize the embedded default app into dist/.
 project.addTask('synth', {
   description: 'Synthesize the embedded default app into dist/ (GitOps layout)',
-  exec: 'ts-node --project tsconfig.dev.json src/app/main.ts',
+  exec: 'ts-node --project test/tsconfig.json src/app/main.ts',
 });
+
+// Step scripts live beside their constructs; the compiled library reads them from lib/.
+project.postCompileTask.prependExec('rm -rf lib/modelcar/scripts && cp -r src/modelcar/scripts lib/modelcar/scripts');
 
 // The tests run real tools (shellcheck, buildah, skopeo, docker-registry): install them first.
 project.testTask.prependExec('bash scripts/install-test-tools.sh');

@@ -1,0 +1,55 @@
+// The main job: the reference deployment of the root-cause analysis (Mistral Small 24B,
+// quantized and full), synthesized with every fix built in, into dist/ in the team's
+// GitOps layout. Run with `npm run synth`.
+import * as path from 'path';
+import { App, Chart, Duration, Size } from 'cdk8s';
+import { GitOpsLayout, ModelcarPipeline, PushTarget, RegistryCredentials } from '..';
+
+/** The namespace of the team's deployment. */
+export const NAMESPACE = 'private-ai-demo';
+
+/** Builds the default app: one pipeline, two runs. */
+export function buildDefaultApp(): App {
+  const app = new App();
+  const chart = new Chart(app, NAMESPACE, { namespace: NAMESPACE, disableResourceNameHashes: true });
+
+  const modelcar = new ModelcarPipeline(chart, 'modelcar', {
+    name: 'modelcar-pipeline',
+    pushTargets: [
+      PushTarget.openshiftInternal({ namespace: NAMESPACE, repository: 'mistral-small-24b' }),
+      PushTarget.quay({
+        organization: 'private-ai-demo',
+        repository: 'mistral-small-24b',
+        credentials: RegistryCredentials.fromDockerConfigSecret('quay-push-credentials'),
+      }),
+    ],
+  });
+
+  // OpenShift assigns the namespace a group range; the seed's pipeline used 1000970000.
+  const fsGroup = 1000970000;
+  modelcar.addRun('mistral-quantized', {
+    name: 'mistral-small-24b-quantized',
+    model: { repo: 'RedHatAI/Mistral-Small-24B-Instruct-2501-quantized.w4a16' },
+    tags: ['mistral-small-24b-instruct-2501-quantized-w4a16'],
+    storage: Size.gibibytes(150),
+    timeout: Duration.minutes(150),
+    fsGroup,
+  });
+  // The full model is ~48 GB of bf16 weights: model + image on one volume, with headroom.
+  modelcar.addRun('mistral-full', {
+    name: 'mistral-small-24b-full',
+    model: { repo: 'mistralai/Mistral-Small-24B-Instruct-2501', exclude: ['consolidated.safetensors'] },
+    tags: ['mistral-small-24b-instruct-2501'],
+    storage: Size.gibibytes(250),
+    timeout: Duration.hours(4),
+    fsGroup,
+  });
+  return app;
+}
+
+if (require.main === module) {
+  const outdir = path.resolve(process.env.MODELCAR_OUTDIR ?? 'dist');
+  const files = GitOpsLayout.write(buildDefaultApp(), { outdir, namespace: NAMESPACE });
+  for (const f of files) console.log(`  ${path.relative(process.cwd(), path.join(outdir, f))}`);
+  console.log(`wrote ${files.length} files to ${path.relative(process.cwd(), outdir) || '.'}`);
+}

@@ -1,0 +1,130 @@
+import * as kplus from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { addPreamble, runDir, SOURCE_WORKSPACE } from './common';
+import { ImageReference } from './image-reference';
+import { ModelcarImages } from './images';
+import { loadScript } from './scripts';
+import { Param, ParamValue } from '../tekton/params';
+import { Result } from '../tekton/results';
+import { Task } from '../tekton/task';
+import { validateObjectName } from '../tekton/util';
+import { Workspace } from '../tekton/workspaces';
+
+/**
+ * Properties of a `DownloadModelTask`.
+ */
+export interface DownloadModelTaskProps {
+  /**
+   * The Task's name.
+   *
+   * @default 'modelcar-download-model'
+   */
+  readonly name?: string;
+
+  /**
+   * The image of the fetch step: Python 3 (stdlib only) runs the Hugging Face fetch.
+   *
+   * @default ModelcarImages.PYTHON
+   */
+  readonly fetchImage?: ImageReference;
+
+  /**
+   * The image of the shell steps (preamble, checksums).
+   *
+   * @default ModelcarImages.SKOPEO
+   */
+  readonly toolsImage?: ImageReference;
+
+  /**
+   * The Secret holding a Hugging Face token (key `token`), for gated or private
+   * models. The token reaches the step only as an env var; a missing Secret means an
+   * anonymous download.
+   *
+   * @default 'huggingface-token'
+   */
+  readonly tokenSecretName?: string;
+
+  /**
+   * The hub's address. Must be https (a mirror, say) except on loopback.
+   *
+   * @default 'https://huggingface.co'
+   */
+  readonly hubEndpoint?: string;
+}
+
+/**
+ * Downloads a model from the Hugging Face hub into this run's directory on the shared
+ * workspace, writes its `SHA256SUMS`, and reports its size and the commit downloaded.
+ */
+export class DownloadModelTask extends Construct {
+  /** The Task. */
+  public readonly task: Task;
+  /** The model repository, `org/name`. */
+  public readonly modelRepo: Param;
+  /** The branch, tag or commit to download. */
+  public readonly modelRevision: Param;
+  /** Space-separated glob patterns of the files to download (empty: all). */
+  public readonly include: Param;
+  /** Space-separated glob patterns of files to skip. */
+  public readonly exclude: Param;
+  /** The model's size in bytes. */
+  public readonly modelSize: Result;
+  /** The commit sha actually downloaded. */
+  public readonly resolvedRevision: Result;
+  /** The shared workspace. */
+  public readonly workspace: Workspace;
+
+  constructor(scope: Construct, id: string, props: DownloadModelTaskProps = {}) {
+    super(scope, id);
+    const endpoint = props.hubEndpoint ?? 'https://huggingface.co';
+    if (!/^https:\/\/[^\s/]+/.test(endpoint) && !/^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?/.test(endpoint)) {
+      throw new Error(`download task ${this.node.path}: hubEndpoint "${endpoint}" is not https: the model and token would travel in clear text`);
+    }
+    const tokenSecret = props.tokenSecretName ?? 'huggingface-token';
+    validateObjectName(`download task ${this.node.path}: tokenSecretName`, tokenSecret);
+    const tools = props.toolsImage ?? ModelcarImages.SKOPEO;
+
+    this.task = new Task(this, 'Task', {
+      name: props.name ?? 'modelcar-download-model',
+      description: 'Downloads a model from Hugging Face into this run\'s directory and writes SHA256SUMS.',
+    });
+    this.modelRepo = this.task.addParam('MODEL_REPO', { description: 'Hugging Face model repository, org/name' });
+    this.modelRevision = this.task.addParam('MODEL_REVISION', { description: 'Branch, tag or commit', default: ParamValue.string('main') });
+    this.include = this.task.addParam('MODEL_INCLUDE', { description: 'Space-separated glob patterns to download (empty: all files)', default: ParamValue.string('') });
+    this.exclude = this.task.addParam('MODEL_EXCLUDE', { description: 'Space-separated glob patterns to skip', default: ParamValue.string('') });
+    this.modelSize = this.task.addResult('MODEL_SIZE', { description: 'Bytes downloaded' });
+    this.resolvedRevision = this.task.addResult('MODEL_RESOLVED_REVISION', { description: 'The commit sha downloaded' });
+    this.workspace = this.task.addWorkspace(SOURCE_WORKSPACE, { description: 'Shared volume; this run writes under modelcar-runs/<run uid>/' });
+
+    const run = runDir(this.workspace);
+    addPreamble(this.task, this.workspace, tools, 'download-model');
+    this.task.addStep({
+      name: 'fetch',
+      image: (props.fetchImage ?? ModelcarImages.PYTHON).toString(),
+      env: {
+        HF_REPO: this.modelRepo.envValue(),
+        HF_REVISION: this.modelRevision.envValue(),
+        HF_INCLUDE: this.include.envValue(),
+        HF_EXCLUDE: this.exclude.envValue(),
+        HF_ENDPOINT: kplus.EnvValue.fromValue(endpoint),
+        HF_TOKEN: kplus.EnvValue.fromSecretValue(
+          { secret: kplus.Secret.fromSecretName(this, 'Token', tokenSecret), key: 'token' }, { optional: true }),
+        MODEL_DIR: kplus.EnvValue.fromValue(`${run}/model`),
+        RESOLVED_REVISION_FILE: kplus.EnvValue.fromValue(`${run}/model.revision`),
+        HOME: kplus.EnvValue.fromValue('/tmp'),
+      },
+      script: loadScript('hf-fetch.py'),
+    });
+    this.task.addStep({
+      name: 'checksum',
+      image: tools.toString(),
+      env: {
+        MODEL_DIR: kplus.EnvValue.fromValue(`${run}/model`),
+        RESOLVED_REVISION_FILE: kplus.EnvValue.fromValue(`${run}/model.revision`),
+        RESULT_MODEL_SIZE: this.modelSize.pathEnvValue(),
+        RESULT_MODEL_REVISION: this.resolvedRevision.pathEnvValue(),
+      },
+      script: loadScript('checksum.sh'),
+    });
+  }
+}

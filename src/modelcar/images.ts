@@ -1,0 +1,37 @@
+import { ImageReference } from './image-reference';
+
+/**
+ * The images the modelcar tasks run, pinned by digest. Each can be overridden by a
+ * prop; these are the defaults.
+ *
+ * Where each digest comes from: the manifests of public GitOps repositories that pin
+ * them (Red Hat's registries publish them; re-check with
+ * `skopeo inspect docker://<image>` before a production rollout and mirror them for
+ * disconnected clusters).
+ */
+export class ModelcarImages {
+  /** UBI 9 skopeo (skopeo 1.22, sh, coreutils, tar): validation, pushes and small steps. */
+  public static readonly SKOPEO = ImageReference.fromDigest(
+    'registry.access.redhat.com/ubi9/skopeo',
+    'sha256:577a988b42ae430f0f9d99bae5232b517ceaea6a7b884ec443fe8e636528e291');
+
+  /** RHEL 9 buildah: builds the image with the buildah builder. */
+  public static readonly BUILDAH = ImageReference.fromDigest(
+    'registry.redhat.io/rhel9/buildah',
+    'sha256:2347646db766dad7d85dfa9226e185e1d4de5defe26e28f4e7ca0d09b19e1bef');
+
+  /** UBI 9 Python 3.12: runs the stdlib-only Hugging Face fetch (no pip at run time). */
+  public static readonly PYTHON = ImageReference.fromDigest(
+    'registry.access.redhat.com/ubi9/python-312',
+    'sha256:83b01cf47b22e6ce98a0a4802772fb3d4b7e32280e3a1b7ffcd785e01956e1cb');
+
+  /**
+   * UBI 9 micro (9.5): the modelcar's base. KServe's modelcar sidecar needs a shell
+   * (it runs `sh -c` to link /models), which ubi-micro has.
+   */
+  public static readonly BASE = ImageReference.fromDigest(
+    'registry.access.redhat.com/ubi9/ubi-micro',
+    'sha256:71c7ec827876417693bd3feb615a5c70753b78667cb27c17cb3a5346a6955da5');
+
+  private constructor() {}
+}

@@ -1,0 +1,117 @@
+import * as kplus from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { ArtifactFormat } from './artifact-format';
+import { addPreamble, artifactPath, SOURCE_WORKSPACE } from './common';
+import { ImageReference } from './image-reference';
+import { ModelcarImages } from './images';
+import { PushTarget } from './push-target';
+import { loadScript } from './scripts';
+import { Param } from '../tekton/params';
+import { Result } from '../tekton/results';
+import { TaskVolume, VolumeMount } from '../tekton/step';
+import { Task } from '../tekton/task';
+import { Workspace } from '../tekton/workspaces';
+
+/**
+ * Properties of a `PushTask`.
+ */
+export interface PushTaskProps {
+  /** The registry repository to push to. */
+  readonly target: PushTarget;
+
+  /**
+   * The Task's name.
+   *
+   * @default 'modelcar-push-<target name>'
+   */
+  readonly name?: string;
+
+  /**
+   * How the artifact is stored (must match the build).
+   *
+   * @default ArtifactFormat.OCI_LAYOUT
+   */
+  readonly artifactFormat?: ArtifactFormat;
+
+  /**
+   * The skopeo image.
+   *
+   * @default ModelcarImages.SKOPEO
+   */
+  readonly toolsImage?: ImageReference;
+}
+
+/**
+ * Pushes this run's artifact to one registry, after checking it is readable and has
+ * exactly the digest the build published. Emits `IMAGE_URL` and `IMAGE_DIGEST` (the
+ * Tekton Chains convention) and `IMAGE_REF` (`repository@digest`).
+ */
+export class PushTask extends Construct {
+  /** The Task. */
+  public readonly task: Task;
+  /** The target. */
+  public readonly target: PushTarget;
+  /** The digest the build published; nothing else is pushed. */
+  public readonly expectedDigest: Param;
+  /** Space-separated tags to push. */
+  public readonly tags: Param;
+  /** `repository:first-tag`. */
+  public readonly imageUrl: Result;
+  /** The manifest digest the registry serves. */
+  public readonly imageDigestResult: Result;
+  /** `repository@digest`. */
+  public readonly imageRef: Result;
+  /** The shared workspace. */
+  public readonly workspace: Workspace;
+
+  constructor(scope: Construct, id: string, props: PushTaskProps) {
+    super(scope, id);
+    const target = props.target;
+    const format = props.artifactFormat ?? ArtifactFormat.OCI_LAYOUT;
+    const tools = props.toolsImage ?? ModelcarImages.SKOPEO;
+    this.target = target;
+    this.task = new Task(this, 'Task', {
+      name: props.name ?? `modelcar-push-${target.name}`,
+      description: `Pushes this run's modelcar image to ${target.repository}, only if its digest is the build's.`,
+    });
+    this.expectedDigest = this.task.addParam('IMAGE_DIGEST', { description: 'The manifest digest the build published' });
+    this.tags = this.task.addParam('IMAGE_TAGS', { description: 'Space-separated tags to push' });
+    this.imageUrl = this.task.addResult('IMAGE_URL', { description: 'The image pushed, repository:tag' });
+    this.imageDigestResult = this.task.addResult('IMAGE_DIGEST', { description: 'The digest the registry serves' });
+    this.imageRef = this.task.addResult('IMAGE_REF', { description: 'The image by digest, repository@sha256:...' });
+    this.workspace = this.task.addWorkspace(SOURCE_WORKSPACE, { description: 'Shared volume with this run\'s artifact', readOnly: true });
+
+    const artifact = artifactPath(this.workspace, format);
+    const mounts: VolumeMount[] = [];
+    const env: Record<string, kplus.EnvValue> = {
+      ARTIFACT_FORMAT: kplus.EnvValue.fromValue(format),
+      ARTIFACT_PATH: kplus.EnvValue.fromValue(artifact),
+      EXPECTED_DIGEST: this.expectedDigest.envValue(),
+      IMAGE: kplus.EnvValue.fromValue(target.repository),
+      IMAGE_TAGS: this.tags.envValue(),
+      TLS_VERIFY: kplus.EnvValue.fromValue(String(target.trust.tlsVerify)),
+      RETRIES: kplus.EnvValue.fromValue(String(target.retries)),
+      RESULT_IMAGE_URL: this.imageUrl.pathEnvValue(),
+      RESULT_IMAGE_DIGEST: this.imageDigestResult.pathEnvValue(),
+      RESULT_IMAGE_REF: this.imageRef.pathEnvValue(),
+      TMPDIR: kplus.EnvValue.fromValue('/var/tmp/modelcar'),
+    };
+    const scratch = this.task.addVolume(TaskVolume.emptyDir('scratch'));
+    mounts.push({ volume: scratch, mountPath: '/var/tmp/modelcar' });
+    if (target.trust.configMapName || target.trust.secretName) {
+      const v = this.task.addVolume(target.trust.configMapName
+        ? TaskVolume.configMap('registry-ca', target.trust.configMapName)
+        : TaskVolume.secret('registry-ca', target.trust.secretName!));
+      mounts.push({ volume: v, mountPath: '/etc/modelcar/certs', readOnly: true });
+      env.CERT_DIR = kplus.EnvValue.fromValue('/etc/modelcar/certs');
+    }
+    if (target.credentials.secretName) {
+      const v = this.task.addVolume(TaskVolume.secret('registry-auth', target.credentials.secretName));
+      mounts.push({ volume: v, mountPath: '/etc/modelcar/auth', readOnly: true });
+      env.AUTHFILE = kplus.EnvValue.fromValue('/etc/modelcar/auth/.dockerconfigjson');
+    }
+
+    addPreamble(this.task, this.workspace, tools, `push-${target.name}`, artifact);
+    this.task.addStep({ name: 'push', image: tools.toString(), env, volumeMounts: mounts, script: loadScript('push.sh') });
+  }
+}

@@ -1,0 +1,69 @@
+#!/bin/sh
+# Debug preamble: the first step of every modelcar task. It prints who the task runs as
+# and what it sees on the shared volume, so a permission or stale-content problem shows
+# in the log of the task that hit it (the two failures of the root-cause analysis).
+#
+# With REQUIRE_READABLE=true it then checks that every file of the artifact can be
+# read, and fails with the identity, the file's owner, group and mode, and the fix.
+#
+# Env: TASK_LABEL, WORKSPACE, RUN_DIR, ARTIFACT_PATH (optional), REQUIRE_READABLE (optional).
+# The listings are for people reading the log, so plain `ls -la` is what we want.
+# shellcheck disable=SC2012
+set -u
+
+echo "================ modelcar debug: ${TASK_LABEL:-task} ================"
+echo "identity:  $(id)"
+echo "groups:    $(id -G)"
+echo "umask:     $(umask)"
+echo "workspace: ${WORKSPACE}"
+ls -la "${WORKSPACE}" 2>&1 | sed 's/^/  /'
+echo "run dir:   ${RUN_DIR}"
+if [ -d "${RUN_DIR}" ]; then
+  ls -la "${RUN_DIR}" 2>&1 | sed 's/^/  /'
+else
+  echo "  (not created yet)"
+fi
+if [ -n "${ARTIFACT_PATH:-}" ]; then
+  echo "artifact:  ${ARTIFACT_PATH}"
+  stat "${ARTIFACT_PATH}" 2>&1 | sed 's/^/  /'
+  if [ -d "${ARTIFACT_PATH}" ]; then
+    ls -la "${ARTIFACT_PATH}" "${ARTIFACT_PATH}/blobs/sha256" 2>&1 | sed 's/^/  /'
+  fi
+fi
+echo "free space:"
+df -h "${WORKSPACE}" 2>&1 | sed 's/^/  /'
+echo "================ end of modelcar debug ================"
+
+if [ "${REQUIRE_READABLE:-false}" != "true" ]; then
+  exit 0
+fi
+
+describe() {
+  stat -c 'owner %U (uid %u), group %G (gid %g), mode %A' "$1" 2>/dev/null || echo "unknown (stat failed)"
+}
+
+unreadable() {
+  echo "cannot read $1: this task runs as uid $(id -u), gid $(id -g), groups $(id -G | tr ' ' ','); the file has $(describe "$1")." >&2
+  echo "Likely fix: run every task under the same fsGroup (PipelineRun taskRunTemplate.podTemplate.securityContext.fsGroup) and let no task set its own runAsUser/runAsGroup, so outputs are group-readable by every task." >&2
+  exit 1
+}
+
+if [ ! -e "${ARTIFACT_PATH}" ]; then
+  # Without read permission on the parent, the file looks absent: say which.
+  parent=$(dirname "${ARTIFACT_PATH}")
+  if [ -d "${parent}" ] && [ ! -x "${parent}" ]; then
+    unreadable "${parent}"
+  fi
+  echo "artifact ${ARTIFACT_PATH} does not exist: the build task of this run did not produce it" >&2
+  exit 1
+fi
+# `test -r` asks the kernel (access(2)) with this process's uid and groups.
+find "${ARTIFACT_PATH}" 2>/dev/null | while IFS= read -r f; do
+  if [ ! -r "$f" ] || { [ -d "$f" ] && [ ! -x "$f" ]; }; then
+    echo "$f"
+  fi
+done > /tmp/modelcar-unreadable.txt
+if [ -s /tmp/modelcar-unreadable.txt ]; then
+  unreadable "$(head -n 1 /tmp/modelcar-unreadable.txt)"
+fi
+echo "artifact is readable by uid $(id -u) (groups $(id -G | tr ' ' ','))"

@@ -1,0 +1,35 @@
+#!/bin/sh
+# Validates the artifact the build wrote under its temporary name, records its manifest
+# digest, syncs it to disk and renames it to its final name: the rename is atomic, so a
+# reader sees either no artifact or a complete, valid one.
+#
+# About formats: `skopeo --tmpdir "${TMPDIR}" inspect` or `copy` of an `oci-archive:` unpacks the whole
+# tarball to a temporary directory on every call; an `oci:` layout directory is read in
+# place. The pipeline defaults to `oci:`.
+#
+# skopeo ignores TMPDIR when it unpacks an oci-archive (skopeo 1.9): --tmpdir is passed.
+# Env: TMPDIR, ARTIFACT_FORMAT, ARTIFACT_TMP, ARTIFACT_PATH, RESULT_IMAGE_DIGEST.
+set -eu
+umask 0002
+
+src="${ARTIFACT_FORMAT}:${ARTIFACT_TMP}:modelcar"
+if [ -e "${ARTIFACT_PATH}" ]; then
+  echo "${ARTIFACT_PATH} already exists: this run's directory is not fresh; refusing to replace it" >&2
+  exit 1
+fi
+if ! skopeo --tmpdir "${TMPDIR}" inspect "${src}" > /tmp/inspect.json 2> /tmp/inspect.err; then
+  echo "the built artifact ${src} is not a valid image:" >&2
+  cat /tmp/inspect.err >&2
+  exit 1
+fi
+skopeo --tmpdir "${TMPDIR}" inspect --raw "${src}" > /tmp/manifest.json
+digest="sha256:$(sha256sum < /tmp/manifest.json | cut -d' ' -f1)"
+layers=$(grep -c '"digest"' /tmp/manifest.json || true)
+echo "validated ${src}: manifest ${digest} (${layers} descriptors)"
+
+chmod -R g+rwX "${ARTIFACT_TMP}"
+sync
+mv -T "${ARTIFACT_TMP}" "${ARTIFACT_PATH}"
+sync
+echo "published ${ARTIFACT_FORMAT}:${ARTIFACT_PATH}:modelcar"
+printf '%s' "${digest}" > "${RESULT_IMAGE_DIGEST}"

@@ -1,0 +1,87 @@
+#!/bin/sh
+# Pushes the run's artifact to one registry, refusing anything but the image the build
+# published: the artifact's manifest digest must equal the build's IMAGE_DIGEST result,
+# the copy preserves digests, and the registry must report the same digest afterwards.
+#
+# skopeo ignores TMPDIR when it unpacks an oci-archive (skopeo 1.9): --tmpdir is passed.
+# Env: TMPDIR, ARTIFACT_FORMAT, ARTIFACT_PATH, EXPECTED_DIGEST, IMAGE, IMAGE_TAGS (space-separated),
+#      TLS_VERIFY, CERT_DIR (optional), AUTHFILE (optional), RETRIES,
+#      RESULT_IMAGE_URL, RESULT_IMAGE_DIGEST, RESULT_IMAGE_REF.
+set -eu
+
+src="${ARTIFACT_FORMAT}:${ARTIFACT_PATH}:modelcar"
+fail() {
+  echo "push to ${IMAGE} failed: $*" >&2
+  exit 1
+}
+
+case "${EXPECTED_DIGEST}" in
+  sha256:????????????????????????????????????????????????????????????????) ;;
+  *) fail "IMAGE_DIGEST \"${EXPECTED_DIGEST}\" from the build is not a sha256 digest" ;;
+esac
+set -f
+# shellcheck disable=SC2086 # word splitting of the tag list is intended
+set -- ${IMAGE_TAGS}
+set +f
+[ "$#" -gt 0 ] || fail "no tag given (IMAGE_TAGS is empty)"
+for tag in "$@"; do
+  case "${tag}" in
+    [A-Za-z0-9_]*) ;;
+    *) fail "tag \"${tag}\" is invalid" ;;
+  esac
+  if [ "${#tag}" -gt 128 ] || [ -n "$(printf '%s' "${tag}" | tr -d 'A-Za-z0-9_.-')" ]; then
+    fail "tag \"${tag}\" is invalid: use letters, digits, '_', '.' and '-'"
+  fi
+done
+
+# 1. The artifact must be the one the build published.
+if ! skopeo --tmpdir "${TMPDIR}" inspect --raw "${src}" > /tmp/manifest.json 2> /tmp/inspect.err; then
+  cat /tmp/inspect.err >&2
+  fail "cannot read the artifact ${src}"
+fi
+actual="sha256:$(sha256sum < /tmp/manifest.json | cut -d' ' -f1)"
+if [ "${actual}" != "${EXPECTED_DIGEST}" ]; then
+  fail "the artifact's digest ${actual} differs from the digest the build published ${EXPECTED_DIGEST}: refusing to push stale or foreign content"
+fi
+if ! skopeo --tmpdir "${TMPDIR}" inspect "${src}" > /dev/null 2> /tmp/inspect.err; then
+  cat /tmp/inspect.err >&2
+  fail "the artifact ${src} is not a valid image"
+fi
+echo "artifact ${src} has the build's digest ${EXPECTED_DIGEST}"
+
+# 2. Copy, digests preserved, once per tag (blobs already there are skipped).
+tls="--tls-verify=${TLS_VERIFY}"
+for tag in "$@"; do
+  echo "copying to docker://${IMAGE}:${tag}"
+  if ! skopeo --tmpdir "${TMPDIR}" copy --preserve-digests --retry-times "${RETRIES}" \
+      "--dest-tls-verify=${TLS_VERIFY}" ${CERT_DIR:+--dest-cert-dir "${CERT_DIR}"} ${AUTHFILE:+--dest-authfile "${AUTHFILE}"} \
+      --digestfile /tmp/pushed-digest "${src}" "docker://${IMAGE}:${tag}" 2> /tmp/copy.err; then
+    cat /tmp/copy.err >&2
+    if grep -qi 'unauthorized\|authentication required\|401' /tmp/copy.err; then
+      fail "the registry refused the credentials: check the docker config secret or service account for ${IMAGE}"
+    elif grep -qi 'x509\|certificate' /tmp/copy.err; then
+      fail "the registry's TLS certificate is not trusted: give the push target the CA that signed it"
+    elif grep -qi 'connection refused\|no such host\|i/o timeout\|connection reset' /tmp/copy.err; then
+      fail "cannot reach the registry (after ${RETRIES} retries)"
+    fi
+    fail "skopeo --tmpdir "${TMPDIR}" copy failed"
+  fi
+  pushed=$(cat /tmp/pushed-digest)
+  [ "${pushed}" = "${EXPECTED_DIGEST}" ] || fail "skopeo pushed ${pushed}, not the build's ${EXPECTED_DIGEST}"
+done
+
+# 3. Ask the registry what it now serves under the first tag.
+if ! skopeo --tmpdir "${TMPDIR}" inspect --raw --retry-times "${RETRIES}" "${tls}" ${CERT_DIR:+--cert-dir "${CERT_DIR}"} ${AUTHFILE:+--authfile "${AUTHFILE}"} \
+    "docker://${IMAGE}:$1" > /tmp/remote.json 2> /tmp/inspect.err; then
+  cat /tmp/inspect.err >&2
+  fail "cannot read back ${IMAGE}:$1"
+fi
+remote="sha256:$(sha256sum < /tmp/remote.json | cut -d' ' -f1)"
+if [ "${remote}" != "${EXPECTED_DIGEST}" ]; then
+  fail "the registry serves ${remote} under ${IMAGE}:$1, not the build's ${EXPECTED_DIGEST}"
+fi
+echo "registry serves ${IMAGE}:$1 at ${remote}"
+
+printf '%s' "${IMAGE}:$1" > "${RESULT_IMAGE_URL}"
+printf '%s' "${EXPECTED_DIGEST}" > "${RESULT_IMAGE_DIGEST}"
+printf '%s' "${IMAGE}@${EXPECTED_DIGEST}" > "${RESULT_IMAGE_REF}"

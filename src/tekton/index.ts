@@ -1,0 +1,7 @@
+export * from './params';
+export * from './results';
+export * from './workspaces';
+export * from './step';
+export * from './task';
+export * from './pipeline';
+export * from './pipeline-run';
