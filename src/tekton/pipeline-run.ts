@@ -284,7 +284,8 @@ export class PipelineRun extends Construct {
     this.pipeline = props.pipeline;
     this.props = props;
     this.apiObject = new TektonPipelineRun(this, 'Resource', {
-      metadata: { name: props.generateName ? undefined : props.name, generateName: props.generateName },
+      metadata: props.generateName !== undefined ? { generateName: props.generateName }
+        : props.name !== undefined ? { name: props.name } : {},
       spec: Lazy.any({ produce: () => this._toSpec() }),
     });
     if (props.generateName) {

@@ -279,7 +279,7 @@ export class Pipeline extends Construct {
     if (props.name !== undefined) validateObjectName(`pipeline ${this.node.path}: name`, props.name);
     this.props = props;
     this.apiObject = new TektonPipeline(this, 'Resource', {
-      metadata: { name: props.name },
+      metadata: props.name !== undefined ? { name: props.name } : {},
       spec: Lazy.any({ produce: () => this._toSpec() }),
     });
     this.node.addValidation({ validate: () => this.validatePipeline() });

@@ -91,7 +91,8 @@ export class Task extends Construct {
     this.embedded = props.embedded ?? false;
     if (!this.embedded) {
       this.apiObject = new TektonTask(this, 'Resource', {
-        metadata: { name: props.name },
+        // An explicit `name: undefined` would override cdk8s' generated name.
+        metadata: props.name !== undefined ? { name: props.name } : {},
         spec: Lazy.any({ produce: () => this._toSpec() }),
       });
     }

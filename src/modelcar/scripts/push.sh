@@ -64,7 +64,7 @@ for tag in "$@"; do
     elif grep -qi 'connection refused\|no such host\|i/o timeout\|connection reset' /tmp/copy.err; then
       fail "cannot reach the registry (after ${RETRIES} retries)"
     fi
-    fail "skopeo --tmpdir "${TMPDIR}" copy failed"
+    fail "skopeo copy failed"
   fi
   pushed=$(cat /tmp/pushed-digest)
   [ "${pushed}" = "${EXPECTED_DIGEST}" ] || fail "skopeo pushed ${pushed}, not the build's ${EXPECTED_DIGEST}"

@@ -1,0 +1,540 @@
+/**
+ * Tests of the hub fetch script (src/modelcar/scripts/hf-fetch.py), run for real with `python3`, configured by
+ * environment variables only, exactly as the Tekton step runs it.
+ *
+ * STAND-IN FOR THE HUGGING FACE HUB: there is no internet here, so `FakeHub` (a Node `http` server on 127.0.0.1)
+ * answers the two hub endpoints the script uses, for a small synthetic repo:
+ *   GET /api/models/{org}/{name}/revision/{revision}?blobs=true  -> { sha, siblings: [{ rfilename, size, lfs? }] }
+ *   GET /{org}/{name}/resolve/{commit}/{path}                     -> the file, or for an "LFS" file a 302 to a
+ *                                                                    second fake host (`FakeCdn`, the CDN stand-in)
+ * Everything else (the script, Python's urllib, hashing, the file system) is the real thing.
+ */
+import { ChildProcess, spawn } from 'child_process';
+import { createHash, randomBytes } from 'crypto';
+import * as fs from 'fs';
+import * as http from 'http';
+import { AddressInfo } from 'net';
+import * as os from 'os';
+import * as path from 'path';
+
+const SCRIPT = path.join(__dirname, '..', '..', 'src', 'modelcar', 'scripts', 'hf-fetch.py');
+const REPO = 'test-org/tiny-model';
+const TOKEN = 'hf_TESTtokenNeverPrinted';
+const MiB = 1024 * 1024;
+
+const sha1 = (s: string) => createHash('sha1').update(s).digest('hex');
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+interface RepoFile {
+  readonly path: string;
+  readonly content: Buffer;
+  /** Stored with git-lfs: listed with `lfs.sha256` and served through a redirect to the fake CDN. */
+  readonly lfs: boolean;
+}
+
+interface Commit {
+  readonly sha: string;
+  readonly files: RepoFile[];
+  /** Extra raw `siblings` entries (a hostile listing). */
+  readonly extraSiblings?: object[];
+}
+
+const MAIN_FILES: RepoFile[] = [
+  { path: '.gitattributes', content: Buffer.from('*.safetensors filter=lfs diff=lfs merge=lfs -text\n'), lfs: false },
+  { path: 'README.md', content: Buffer.from('# tiny model\nA synthetic repo for the hf-fetch test.\n'), lfs: false },
+  { path: 'config.json', content: Buffer.from('{"architectures": ["TinyForCausalLM"], "hidden_size": 8}\n'), lfs: false },
+  // Larger than one 8 MiB chunk of the script, so the streaming crosses a chunk boundary.
+  { path: 'model.safetensors', content: randomBytes(9 * MiB + 123), lfs: true },
+  { path: 'tokenizer/tokenizer.json', content: Buffer.from('{"version": "1.0", "model": {"type": "BPE"}}\n'), lfs: false },
+  // Nested, LFS, and a space in the name (URL-quoted by the script).
+  { path: 'onnx/model v2.onnx', content: randomBytes(64 * 1024), lfs: true },
+];
+const PR_FILES: RepoFile[] = [
+  { path: 'config.json', content: Buffer.from('{"architectures": ["TinyForCausalLM"], "hidden_size": 16}\n'), lfs: false },
+  { path: 'model.safetensors', content: randomBytes(2048), lfs: true },
+];
+const SHA_MAIN = sha1('main');
+const SHA_PR = sha1('refs/pr/1');
+
+interface SeenRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: http.IncomingHttpHeaders;
+}
+
+type Hook = (req: http.IncomingMessage, res: http.ServerResponse, seen: SeenRequest[]) => boolean;
+
+/** A recording HTTP server on 127.0.0.1 with a per-test hook that can take over any request. */
+abstract class FakeServer {
+  readonly requests: SeenRequest[] = [];
+  hook: Hook | undefined;
+  base = '';
+  private readonly server = http.createServer((req, res) => {
+    this.requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+    if (this.hook && this.hook(req, res, this.requests)) return;
+    this.handle(req, res);
+  });
+
+  async start(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.base = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  async stop(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  reset(): void {
+    this.requests.length = 0;
+    this.hook = undefined;
+  }
+
+  protected abstract handle(req: http.IncomingMessage, res: http.ServerResponse): void;
+}
+
+function send(res: http.ServerResponse, status: number, body: Buffer | string, headers: http.OutgoingHttpHeaders = {}): void {
+  const data = typeof body === 'string' ? Buffer.from(body) : body;
+  res.writeHead(status, { 'Content-Length': data.length, ...headers });
+  res.end(data);
+}
+
+/** STAND-IN FOR THE LFS CDN the real hub redirects to: serves blobs by sha256, honours `Range: bytes=N-`. */
+class FakeCdn extends FakeServer {
+  readonly blobs = new Map<string, Buffer>();
+
+  protected handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const url = new URL(req.url ?? '/', this.base);
+    const blob = this.blobs.get(url.pathname.replace(/^\/blobs\//, ''));
+    if (!blob || url.searchParams.get('X-Signature') !== 'signed') return send(res, 404, 'no such blob');
+    const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    if (range) {
+      const start = Number(range[1]);
+      return send(res, 206, blob.subarray(start), { 'Content-Range': `bytes ${start}-${blob.length - 1}/${blob.length}` });
+    }
+    send(res, 200, blob);
+  }
+}
+
+/** STAND-IN FOR THE HUGGING FACE HUB (huggingface.co): the revision API and the resolve endpoint of one repo. */
+class FakeHub extends FakeServer {
+  /** Revision name (branch, tag, or the commit sha itself) -> commit. */
+  readonly revisions = new Map<string, Commit>();
+  /** When set, requests must carry `Authorization: Bearer <requiredToken>` (401 without, 403 with another). */
+  requiredToken: string | undefined;
+
+  constructor(private readonly cdn: FakeCdn) {
+    super();
+  }
+
+  override reset(): void {
+    super.reset();
+    this.requiredToken = undefined;
+    this.revisions.clear();
+    this.addCommit('main', { sha: SHA_MAIN, files: MAIN_FILES });
+    this.addCommit('refs/pr/1', { sha: SHA_PR, files: PR_FILES });
+  }
+
+  addCommit(revision: string, commit: Commit): void {
+    this.revisions.set(revision, commit);
+    this.revisions.set(commit.sha, commit);
+    for (const f of commit.files) if (f.lfs) this.cdn.blobs.set(sha256(f.content), f.content);
+  }
+
+  protected handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (this.requiredToken !== undefined) {
+      const auth = req.headers.authorization;
+      if (auth !== `Bearer ${this.requiredToken}`) {
+        return send(res, auth ? 403 : 401, 'unauthorized', { 'X-Error-Code': 'RepoNotFound', 'X-Error-Message': 'Repository not found' });
+      }
+    }
+    const url = new URL(req.url ?? '/', this.base);
+    const api = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/([^/]+)$/.exec(url.pathname);
+    if (api) {
+      if (api[1] !== REPO) return send(res, 401, 'no repo', { 'X-Error-Code': 'RepoNotFound' });
+      const commit = this.revisions.get(decodeURIComponent(api[2]));
+      if (!commit) return send(res, 404, 'no revision', { 'X-Error-Code': 'RevisionNotFound', 'X-Error-Message': 'Invalid rev id' });
+      const siblings: object[] = commit.files.map((f) => ({
+        rfilename: f.path,
+        blobId: sha1(f.path),
+        size: f.content.length,
+        ...(f.lfs ? { lfs: { sha256: sha256(f.content), size: f.content.length, pointerSize: 134 } } : {}),
+      }));
+      siblings.push(...(commit.extraSiblings ?? []));
+      return send(res, 200, JSON.stringify({ id: REPO, sha: commit.sha, siblings }), { 'Content-Type': 'application/json' });
+    }
+    const resolve = new RegExp(`^/${REPO}/resolve/([^/]+)/(.+)$`).exec(url.pathname);
+    if (resolve) {
+      const commit = this.revisions.get(decodeURIComponent(resolve[1]));
+      if (!commit) return send(res, 404, 'no revision', { 'X-Error-Code': 'RevisionNotFound' });
+      const file = commit.files.find((f) => f.path === decodeURIComponent(resolve[2]));
+      if (!file) return send(res, 404, 'no entry', { 'X-Error-Code': 'EntryNotFound' });
+      if (file.lfs) {
+        res.writeHead(302, { 'Location': `${this.cdn.base}/blobs/${sha256(file.content)}?X-Signature=signed`, 'Content-Length': 0 });
+        return void res.end();
+      }
+      return send(res, 200, file.content, { 'X-Repo-Commit': commit.sha });
+    }
+    send(res, 404, 'not found');
+  }
+}
+
+const cdn = new FakeCdn();
+const hub = new FakeHub(cdn);
+let tmp: string;
+let modelDir: string;
+let revisionFile: string;
+
+interface Run {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+const children = new Set<ChildProcess>();
+
+/** Runs the real script with python3; the inputs are environment variables only (a clean environment, no proxy). */
+function runFetch(env: Record<string, string | undefined> = {}): Promise<Run> {
+  const full: Record<string, string | undefined> = {
+    PATH: process.env.PATH,
+    LANG: 'C.UTF-8',
+    HF_ENDPOINT: hub.base,
+    HF_REPO: REPO,
+    MODEL_DIR: modelDir,
+    RESOLVED_REVISION_FILE: revisionFile,
+    HF_RETRY_BACKOFF_SECONDS: '0.01',
+    HF_TIMEOUT_SECONDS: '5',
+    ...env,
+  };
+  const clean = Object.fromEntries(Object.entries(full).filter((e): e is [string, string] => e[1] !== undefined));
+  return new Promise((resolve, reject) => {
+    const child = spawn('python3', [SCRIPT], { env: clean, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      children.delete(child);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Every file under dir, '/'-separated and sorted ([] when dir does not exist). */
+function listFiles(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return (fs.readdirSync(dir, { recursive: true }) as string[])
+    .filter((p) => fs.statSync(path.join(dir, p)).isFile())
+    .map((p) => p.split(path.sep).join('/'))
+    .sort();
+}
+
+const resolveRequests = () => hub.requests.filter((r) => r.url.includes('/resolve/'));
+const apiRequests = () => hub.requests.filter((r) => r.url.startsWith('/api/'));
+const paths = (files: RepoFile[]) => files.map((f) => f.path).sort();
+/** Permission bits, e.g. 0o664. */
+const modeOf = (p: string) => fs.statSync(p).mode % 0o1000;
+
+beforeAll(async () => {
+  await cdn.start();
+  await hub.start();
+});
+
+afterAll(async () => {
+  for (const child of children) child.kill('SIGKILL');
+  await hub.stop();
+  await cdn.stop();
+});
+
+beforeEach(() => {
+  cdn.reset();
+  hub.reset();
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hf-fetch-'));
+  modelDir = path.join(tmp, 'model'); // does not exist yet: the script creates it
+  revisionFile = path.join(tmp, 'resolved-revision');
+});
+
+afterEach(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('hf-fetch.py against a fake hub', () => {
+  test('the script is valid Python and executable', async () => {
+    expect(modeOf(SCRIPT).toString(8)).toMatch(/^[1357]{3}$/); // executable by everyone
+    expect(fs.readFileSync(SCRIPT, 'utf8').startsWith('#!/usr/bin/env python3\n')).toBe(true);
+    const check = await new Promise<number | null>((resolve) => {
+      // compile() only: no __pycache__ is written next to the script.
+      const child = spawn('python3', ['-c', 'import sys; compile(open(sys.argv[1]).read(), sys.argv[1], "exec")', SCRIPT]);
+      child.on('close', resolve);
+    });
+    expect(check).toBe(0);
+  });
+
+  test('downloads every file of the resolved commit byte-identical, pinned to the commit sha', async () => {
+    const run = await runFetch();
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+
+    expect(listFiles(modelDir)).toEqual(paths(MAIN_FILES));
+    for (const f of MAIN_FILES) {
+      expect(fs.readFileSync(path.join(modelDir, f.path)).equals(f.content)).toBe(true);
+    }
+    expect(fs.readFileSync(revisionFile, 'utf8')).toBe(SHA_MAIN);
+
+    // One revision lookup by name, with the file metadata; then every file by the commit sha, never by `main`.
+    expect(apiRequests().map((r) => r.url)).toEqual([`/api/models/${REPO}/revision/main?blobs=true`]);
+    const resolved = resolveRequests().map((r) => r.url);
+    expect(resolved).toHaveLength(MAIN_FILES.length);
+    for (const url of resolved) expect(url.startsWith(`/${REPO}/resolve/${SHA_MAIN}/`)).toBe(true);
+    expect(resolved).toContain(`/${REPO}/resolve/${SHA_MAIN}/onnx/model%20v2.onnx`);
+    expect(resolved.some((u) => u.includes('/resolve/main/'))).toBe(false);
+    // The LFS files came through the redirect to the CDN.
+    expect(cdn.requests).toHaveLength(MAIN_FILES.filter((f) => f.lfs).length);
+
+    // Group-writable for later tasks running under another uid of the same group.
+    expect(modeOf(modelDir)).toBe(0o775);
+    expect(modeOf(path.join(modelDir, 'tokenizer'))).toBe(0o775);
+    expect(modeOf(path.join(modelDir, 'tokenizer', 'tokenizer.json'))).toBe(0o664);
+    expect(modeOf(path.join(modelDir, 'model.safetensors'))).toBe(0o664);
+
+    expect(run.stdout).toContain(`resolved ${REPO}@main -> commit ${SHA_MAIN}`);
+    expect(run.stdout).toMatch(/\[\d\/6\] model\.safetensors {2}9\.0 MiB {2}[\d.]+s {2}[\d.]+ [KMG]?i?B\/s {2}sha256 verified/);
+    expect(run.stdout).toMatch(/downloaded 6 files, 9\.1 MiB in [\d.]+s \(/);
+  });
+
+  test('a revision name with a slash is URL-quoted and its files come from the commit it resolves to', async () => {
+    const run = await runFetch({ HF_REVISION: 'refs/pr/1' });
+    expect(run.code).toBe(0);
+    expect(apiRequests().map((r) => r.url)).toEqual([`/api/models/${REPO}/revision/refs%2Fpr%2F1?blobs=true`]);
+    for (const r of resolveRequests()) expect(r.url.startsWith(`/${REPO}/resolve/${SHA_PR}/`)).toBe(true);
+    expect(listFiles(modelDir)).toEqual(paths(PR_FILES));
+    expect(fs.readFileSync(path.join(modelDir, 'config.json')).equals(PR_FILES[0].content)).toBe(true);
+    expect(fs.readFileSync(revisionFile, 'utf8')).toBe(SHA_PR);
+  });
+
+  test('a commit sha as HF_REVISION is used as is', async () => {
+    const run = await runFetch({ HF_REVISION: SHA_PR });
+    expect(run.code).toBe(0);
+    expect(apiRequests().map((r) => r.url)).toEqual([`/api/models/${REPO}/revision/${SHA_PR}?blobs=true`]);
+    expect(fs.readFileSync(revisionFile, 'utf8')).toBe(SHA_PR);
+  });
+
+  test.each([
+    ['*.json *.safetensors', 'tokenizer/*', ['config.json', 'model.safetensors']],
+    ['', '*.md .gitattributes onnx/*', ['config.json', 'model.safetensors', 'tokenizer/tokenizer.json']],
+    ['onnx/', '', ['onnx/model v2.onnx']],
+    ['*.JSON', '', []],
+  ])('HF_INCLUDE=%j HF_EXCLUDE=%j selects by fnmatch on the repo path', async (include, exclude, expected) => {
+    const run = await runFetch({ HF_INCLUDE: include, HF_EXCLUDE: exclude });
+    if (expected.length === 0) {
+      // Matching is case-sensitive; nothing matching is an error, not an empty model.
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain(`no file of ${REPO}@${SHA_MAIN} matches include '*.JSON' exclude ''`);
+      expect(resolveRequests()).toHaveLength(0);
+      expect(fs.existsSync(revisionFile)).toBe(false);
+      return;
+    }
+    expect(run.code).toBe(0);
+    expect(listFiles(modelDir)).toEqual(expected);
+    expect(resolveRequests()).toHaveLength(expected.length);
+  });
+
+  test('an LFS sha256 mismatch fails, prints both hashes and leaves neither the file nor its .part', async () => {
+    const good = MAIN_FILES.find((f) => f.path === 'model.safetensors')!;
+    const bad = Buffer.from(good.content);
+    bad[bad.length - 1] = 255 - bad[bad.length - 1]; // same size, one byte different
+    cdn.hook = (req, res) => {
+      if (!req.url?.startsWith(`/blobs/${sha256(good.content)}`)) return false;
+      send(res, 200, bad);
+      return true;
+    };
+    const run = await runFetch({ HF_INCLUDE: 'model.safetensors config.json' });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(`sha256 mismatch for model.safetensors: the hub listed ${sha256(good.content)}, the downloaded file has ${sha256(bad)}`);
+    expect(listFiles(modelDir)).toEqual(['config.json']);
+    expect(fs.existsSync(revisionFile)).toBe(false);
+  });
+
+  test.each([
+    ['no token', 401, undefined, 'was not set'],
+    ['a token without access', 403, 'hf_wrong', 'was set'],
+  ])('%s gives HTTP %i with a clear message, not retried', async (_name, status, token, tokenState) => {
+    hub.requiredToken = TOKEN;
+    const run = await runFetch({ HF_TOKEN: token });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(
+      `HTTP ${status} for revision main of ${REPO}: token missing or lacks access to ${REPO}; set the hf token secret (HF_TOKEN ${tokenState})`,
+    );
+    expect(run.stderr).toContain('hub says: RepoNotFound: Repository not found');
+    expect(hub.requests).toHaveLength(1); // not retried
+    expect(run.stdout + run.stderr).not.toContain('hf_wrong');
+  });
+
+  test('an unknown revision gives a clear 404 and is not retried', async () => {
+    const run = await runFetch({ HF_REVISION: 'v9.9' });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/HTTP 404 for revision v9\.9 of test-org\/tiny-model .*: repo or revision not found: test-org\/tiny-model@v9\.9 \(hub says: RevisionNotFound: Invalid rev id\)/);
+    expect(hub.requests).toHaveLength(1);
+  });
+
+  test('transient 503s, a timeout and a cut connection are retried, the cut download resumed with a Range request', async () => {
+    const model = MAIN_FILES.find((f) => f.path === 'model.safetensors')!;
+    const onnx = MAIN_FILES.find((f) => f.path === 'onnx/model v2.onnx')!;
+    hub.hook = (req, res, seen) => {
+      if (!req.url?.startsWith('/api/') || seen.length > 2) return false;
+      send(res, 503, 'try later'); // the first two revision lookups
+      return true;
+    };
+    cdn.hook = (req, res, seen) => {
+      const first = seen.filter((r) => r.url === req.url).length === 1;
+      if (first && req.url?.startsWith(`/blobs/${sha256(model.content)}`)) {
+        // Full length announced, 3 MiB sent, then the connection is closed.
+        res.writeHead(200, { 'Content-Length': model.content.length });
+        res.write(model.content.subarray(0, 3 * MiB));
+        res.socket?.end();
+        return true;
+      }
+      if (first && req.url?.startsWith(`/blobs/${sha256(onnx.content)}`)) {
+        return true; // never answers: the per-request timeout fires
+      }
+      return false;
+    };
+    const run = await runFetch({ HF_RETRIES: '3', HF_TIMEOUT_SECONDS: '1', HF_INCLUDE: 'model.safetensors onnx/*' });
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(apiRequests()).toHaveLength(3);
+    expect(run.stdout).toContain('attempt 1/3 failed: HTTP 503');
+    expect(run.stdout).toContain('attempt 2/3 failed: HTTP 503');
+    expect(run.stdout).toMatch(/attempt 1\/3 failed: timed out after 1s waiting for file onnx\/model v2\.onnx/);
+    expect(run.stdout).toMatch(/attempt 1\/3 failed: connection closed after \d+ of \d+ bytes of model\.safetensors/);
+
+    const modelRequests = cdn.requests.filter((r) => r.url.startsWith(`/blobs/${sha256(model.content)}`));
+    expect(modelRequests).toHaveLength(2);
+    expect(modelRequests[0].headers.range).toBeUndefined();
+    expect(modelRequests[1].headers.range).toMatch(/^bytes=[1-9]\d*-$/);
+    expect(run.stdout).toContain('resuming model.safetensors at byte');
+    expect(fs.readFileSync(path.join(modelDir, 'model.safetensors')).equals(model.content)).toBe(true);
+    expect(fs.readFileSync(path.join(modelDir, 'onnx', 'model v2.onnx')).equals(onnx.content)).toBe(true);
+    expect(fs.readFileSync(revisionFile, 'utf8')).toBe(SHA_MAIN);
+  });
+
+  test.each([
+    [undefined, 3],
+    ['2', 2],
+  ])('a permanent 503 fails after HF_RETRIES=%s attempts (%s)', async (retries, attempts) => {
+    hub.hook = (_req, res) => {
+      send(res, 503, 'down');
+      return true;
+    };
+    const run = await runFetch({ HF_RETRIES: retries });
+    expect(run.code).toBe(1);
+    expect(hub.requests).toHaveLength(attempts);
+    expect(run.stderr).toContain(`HTTP 503 for revision main of ${REPO}`);
+    expect(run.stderr).toContain(`giving up after ${attempts} attempt(s)`);
+    expect(fs.existsSync(revisionFile)).toBe(false);
+  });
+
+  test('the token goes to the hub, also after a same-host redirect, but never to the CDN host', async () => {
+    hub.requiredToken = TOKEN;
+    const config = MAIN_FILES.find((f) => f.path === 'config.json')!;
+    hub.hook = (req, res) => {
+      if (req.url === `/${REPO}/resolve/${SHA_MAIN}/config.json`) {
+        // Like a renamed repo: a relative redirect on the same host.
+        res.writeHead(307, { 'Location': `/renamed/resolve/${SHA_MAIN}/config.json`, 'Content-Length': 0 });
+        res.end();
+        return true;
+      }
+      if (req.url === `/renamed/resolve/${SHA_MAIN}/config.json`) {
+        send(res, req.headers.authorization === `Bearer ${TOKEN}` ? 200 : 401, config.content);
+        return true;
+      }
+      return false;
+    };
+    const run = await runFetch({ HF_TOKEN: TOKEN });
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(hub.requests.length).toBe(MAIN_FILES.length + 2);
+    for (const r of hub.requests) expect(r.headers.authorization).toBe(`Bearer ${TOKEN}`);
+    expect(cdn.requests).toHaveLength(2);
+    for (const r of cdn.requests) expect(r.headers.authorization).toBeUndefined();
+    expect(fs.readFileSync(path.join(modelDir, 'model.safetensors')).equals(MAIN_FILES[3].content)).toBe(true);
+    expect(run.stdout).not.toContain(TOKEN);
+    expect(run.stdout).toContain('token: set');
+  });
+
+  test.each([
+    '../evil.txt',
+    '/tmp/evil.txt',
+    'tokenizer/../../evil.txt',
+    'a//b.txt',
+    './config.json',
+    '..\\evil.txt',
+  ])('a hostile listing entry %j is refused before anything is downloaded', async (name) => {
+    hub.addCommit('main', { sha: SHA_MAIN, files: MAIN_FILES, extraSiblings: [{ rfilename: name, size: 4 }] });
+    const run = await runFetch();
+    expect(run.code).toBe(1);
+    // Python prints the name with repr(): quoted, backslashes doubled.
+    expect(run.stderr).toContain(`refusing unsafe path '${name.replace(/\\/g, '\\\\')}'`);
+    expect(resolveRequests()).toHaveLength(0);
+    expect(listFiles(tmp)).toEqual([]);
+    expect(fs.existsSync(path.join(os.tmpdir(), 'evil.txt'))).toBe(false);
+  });
+
+  test('plain http to a host other than 127.0.0.1/localhost is refused without any request', async () => {
+    // The fake hub is also set as the HTTP proxy: any request the script made would show up in its log.
+    const proxy = { http_proxy: hub.base, HTTP_PROXY: hub.base, https_proxy: hub.base, HTTPS_PROXY: hub.base };
+    const run = await runFetch({ ...proxy, HF_ENDPOINT: 'http://huggingface.co' });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('HF_ENDPOINT http://huggingface.co is not https: plain http is only allowed for 127.0.0.1/localhost');
+    expect(hub.requests).toHaveLength(0);
+  });
+
+  test('a redirect to plain http on another host is refused without following it', async () => {
+    hub.hook = (req, res) => {
+      if (!req.url?.includes('/resolve/')) return false;
+      res.writeHead(302, { 'Location': 'http://cdn.example.invalid/blob?X-Signature=secret', 'Content-Length': 0 });
+      res.end();
+      return true;
+    };
+    const proxy = { http_proxy: hub.base, HTTP_PROXY: hub.base, no_proxy: '127.0.0.1', NO_PROXY: '127.0.0.1' };
+    const run = await runFetch({ ...proxy, HF_INCLUDE: 'config.json' });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('URL http://cdn.example.invalid/blob is not https');
+    expect(run.stderr).not.toContain('secret'); // signed query strings are not printed
+    expect(hub.requests.filter((r) => r.url.startsWith('http:'))).toHaveLength(0);
+    expect(listFiles(tmp)).toEqual([]);
+  });
+
+  test.each([
+    '',
+    'no-slash',
+    'a/b/c',
+    '../etc',
+    'org/na me',
+    'org/-bad',
+    'org/a--b',
+    'org/name?x=1',
+    'org/name/../../x',
+  ])('HF_REPO=%j is rejected before any request', async (repo) => {
+    const run = await runFetch({ HF_REPO: repo });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(`configuration error: HF_REPO='${repo}' is not a Hugging Face model id of the form org/name`);
+    expect(hub.requests).toHaveLength(0);
+  });
+
+  test.each([
+    [{ MODEL_DIR: '' }, 'MODEL_DIR is required'],
+    [{ HF_REVISION: 'a b' }, "HF_REVISION='a b' is not a valid branch, tag or commit sha"],
+    [{ HF_RETRIES: '0' }, "HF_RETRIES='0' must be between 1 and 100"],
+    [{ HF_TIMEOUT_SECONDS: 'soon' }, "HF_TIMEOUT_SECONDS='soon' is not a number"],
+    [{ HF_TOKEN: 'hf_two words' }, 'HF_TOKEN contains whitespace, control or non-ASCII characters (value not shown)'],
+  ])('bad configuration %j is rejected before any request', async (env, message) => {
+    const run = await runFetch(env);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(message);
+    expect(run.stderr).not.toContain('two words');
+    expect(hub.requests).toHaveLength(0);
+  });
+});

@@ -1,0 +1,105 @@
+import { Duration, Size, Testing } from 'cdk8s';
+import { ArtifactFormat, ImageReference, ModelcarPipeline, ParamValue, PushTarget, RegistryCredentials, RegistryTrust, Task } from '../../src';
+import { doc, synth } from '../support/synth';
+
+const quay = () => PushTarget.quay({ organization: 'org', repository: 'model', credentials: RegistryCredentials.fromDockerConfigSecret('quay-robot') });
+const internal = () => PushTarget.openshiftInternal({ namespace: 'ai' });
+
+describe('ModelcarPipeline', () => {
+  test('three targets in the given order, an oci-archive artifact, and a task of the user\'s after the pushes', () => {
+    // GIVEN
+    const chart = Testing.chart();
+    const custom = PushTarget.registry({
+      name: 'mirror',
+      repository: 'registry.example.com:5000/team/models',
+      credentials: RegistryCredentials.fromDockerConfigSecret('mirror-auth'),
+      trust: RegistryTrust.fromSecret('mirror-ca'),
+    });
+    const modelcar = new ModelcarPipeline(chart, 'm', { pushTargets: [quay(), custom, internal()], artifactFormat: ArtifactFormat.OCI_ARCHIVE });
+    const register = new Task(chart, 'register', { name: 'register-model' });
+    const ref = register.addParam('IMAGE_REF');
+    register.addStep({ name: 'register', image: ImageReference.fromDigest('quay.io/org/registrar', `sha256:${'a'.repeat(64)}`).toString(), env: { REF: ref.envValue() }, script: 'echo "registering $REF"' });
+
+    // WHEN
+    modelcar.addTask('register', { task: register, params: { IMAGE_REF: ParamValue.string(modelcar.pushTasks[0].result('IMAGE_REF')) } });
+    modelcar.addRun('run', { model: { repo: 'org/model', revision: 'v1', include: ['*.safetensors', '*.json'] }, tags: ['v1', 'latest'], fsGroup: 1000, storage: Size.gibibytes(20), timeout: Duration.hours(1), existingClaim: 'models' });
+
+    // THEN
+    const docs = synth(chart);
+    expect(docs).toMatchSnapshot();
+    const p = doc(docs, 'Pipeline').spec.tasks;
+    expect(p.map((t: any) => [t.name, t.runAfter])).toEqual([
+      ['download-model', undefined], ['build-image', ['download-model']], ['push-quay', ['build-image']],
+      ['push-mirror', ['push-quay']], ['push-internal', ['push-mirror']], ['register', ['push-internal']],
+    ]);
+    const run = doc(docs, 'PipelineRun').spec;
+    expect(run.params).toContainEqual({ name: 'MODEL_INCLUDE', value: '*.safetensors *.json' });
+    expect(run.params).toContainEqual({ name: 'IMAGE_TAGS', value: 'v1 latest' });
+    expect(run.workspaces).toEqual([{ name: 'shared', persistentVolumeClaim: { claimName: 'models' } }]);
+    const mirror = doc(docs, 'Task', 'modelcar-push-mirror').spec;
+    expect(mirror.volumes).toContainEqual({ name: 'registry-ca', secret: { secretName: 'mirror-ca' } });
+    expect(mirror.steps[1].env).toContainEqual({ name: 'ARTIFACT_PATH', value: '$(workspaces.source.path)/modelcar-runs/$(context.pipelineRun.uid)/image.tar' });
+  });
+
+  test('parallel pushes only on explicit opt-in', () => {
+    const chart = Testing.chart();
+    const modelcar = new ModelcarPipeline(chart, 'm', { pushTargets: [internal(), quay()], parallelPushes: true });
+    const p = doc(synth(chart), 'Pipeline').spec.tasks;
+    expect(p.filter((t: any) => t.name.startsWith('push-')).map((t: any) => t.runAfter)).toEqual([['build-image'], ['build-image']]);
+    expect(modelcar.parallelPushes).toBe(true);
+  });
+
+  test('an insecure registry turns TLS verification off for that target only', () => {
+    const chart = Testing.chart();
+    new ModelcarPipeline(chart, 'm', {
+      pushTargets: [internal(), PushTarget.registry({ name: 'lab', repository: 'lab.local/m', credentials: RegistryCredentials.fromServiceAccount(), trust: RegistryTrust.insecureSkipVerify() })],
+    });
+    const docs = synth(chart);
+    const tls = (name: string) => doc(docs, 'Task', name).spec.steps[1].env.find((e: any) => e.name === 'TLS_VERIFY').value;
+    expect(tls('modelcar-push-lab')).toBe('false');
+    expect(tls('modelcar-push-internal')).toBe('true');
+  });
+
+  describe('fails when', () => {
+    test('fails when there are no push targets', () => {
+      expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [] })).toThrow(/has no push targets: pass pushTargets/);
+    });
+    test('fails when two push targets share a name', () => {
+      expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [quay(), quay()] })).toThrow(/two push targets named "quay"/);
+    });
+    test('fails when an image reference is invalid', () => {
+      expect(() => ImageReference.fromDigest('quay.io/Org/Model', `sha256:${'a'.repeat(64)}`)).toThrow(/image repository "quay.io\/Org\/Model" is invalid/);
+      expect(() => ImageReference.fromDigest('quay.io/org/model', 'sha256:abc')).toThrow(/image digest "sha256:abc" is invalid/);
+      expect(() => ImageReference.parse('quay.io/org/model')).toThrow(/has neither tag nor digest: pin it/);
+      expect(() => ImageReference.fromTag('quay.io/org/model', '-bad')).toThrow(/image tag "-bad" is invalid/);
+    });
+    test('fails when a push target name or repository is invalid', () => {
+      expect(() => PushTarget.registry({ name: 'My_Registry', repository: 'r.io/a', credentials: RegistryCredentials.fromServiceAccount() })).toThrow(/push target name "My_Registry" is not a DNS-1123 label/);
+      expect(() => PushTarget.quay({ organization: 'Org', repository: 'm', credentials: RegistryCredentials.fromServiceAccount() })).toThrow(/image repository "quay.io\/Org\/m" is invalid/);
+      expect(() => PushTarget.openshiftInternal({ namespace: 'Bad_NS' })).toThrow(/namespace "Bad_NS" is not a DNS-1123 label/);
+    });
+    test('fails when retries are out of range', () => {
+      expect(() => PushTarget.openshiftInternal({ namespace: 'ai', retries: 50 })).toThrow(/retries 50 must be a whole number from 0 to 10/);
+    });
+    test('fails when fsGroup is out of range', () => {
+      const m = new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal()] });
+      expect(() => m.addRun('r', { model: { repo: 'org/m' }, tags: ['v1'], fsGroup: -5 })).toThrow(/securityContext.fsGroup -5 is out of range/);
+    });
+    test('fails when the volume size is not positive', () => {
+      const m = new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal()] });
+      expect(() => m.addRun('r', { model: { repo: 'org/m' }, tags: ['v1'], fsGroup: 1, storage: Size.mebibytes(0) })).toThrow(/storage 0Mi must be positive/);
+    });
+    test('fails when the model repo, a tag, a pattern or the revision is invalid', () => {
+      const m = new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal()] });
+      expect(() => m.addRun('a', { model: { repo: 'just-a-name' }, tags: ['v1'], fsGroup: 1 })).toThrow(/model repo "just-a-name" is invalid: expected org\/name/);
+      expect(() => m.addRun('b', { model: { repo: 'o/m' }, tags: [], fsGroup: 1 })).toThrow(/has no tags/);
+      expect(() => m.addRun('c', { model: { repo: 'o/m' }, tags: ['a b'], fsGroup: 1 })).toThrow(/image tag "a b" is invalid/);
+      expect(() => m.addRun('d', { model: { repo: 'o/m' }, tags: ['v1', 'v1'], fsGroup: 1 })).toThrow(/lists a tag twice/);
+      expect(() => m.addRun('e', { model: { repo: 'o/m', include: ['a b'] }, tags: ['v1'], fsGroup: 1 })).toThrow(/pattern "a b" is empty or contains white space/);
+      expect(() => m.addRun('f', { model: { repo: 'o/m', revision: '$(rm -rf)' }, tags: ['v1'], fsGroup: 1 })).toThrow(/revision "\$\(rm -rf\)" is invalid/);
+    });
+    test('fails when the hub endpoint is not https', () => {
+      expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal()], huggingFaceEndpoint: 'http://mirror.example.com' })).toThrow(/is not https/);
+    });
+  });
+});
