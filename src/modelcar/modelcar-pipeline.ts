@@ -204,9 +204,9 @@ export class ModelcarPipeline extends Construct {
   /** The Pipeline. */
   public readonly pipeline: Pipeline;
   /** The download task. */
-  public readonly download: DownloadModelTask;
+  public readonly downloadModel: DownloadModelTask;
   /** The build task. */
-  public readonly build: BuildImageTask;
+  public readonly buildImage: BuildImageTask;
   /** One push task per target, in order. */
   public readonly pushes: PushTask[];
   /** The pipeline task of the download. */
@@ -245,12 +245,12 @@ export class ModelcarPipeline extends Construct {
     const format = props.artifactFormat ?? ArtifactFormat.OCI_LAYOUT;
     this.parallelPushes = props.parallelPushes ?? false;
 
-    this.download = new DownloadModelTask(this, 'DownloadModel', {
+    this.downloadModel = new DownloadModelTask(this, 'DownloadModel', {
       name: `${name}-download-model`,
       tokenSecretName: props.huggingFaceTokenSecret,
       hubEndpoint: props.huggingFaceEndpoint,
     });
-    this.build = new BuildImageTask(this, 'BuildImage', {
+    this.buildImage = new BuildImageTask(this, 'BuildImage', {
       name: `${name}-build-image`,
       baseImage: props.baseImage,
       baseImageTrust: props.baseImageTrust,
@@ -273,7 +273,7 @@ export class ModelcarPipeline extends Construct {
     this.workspace = this.pipeline.addWorkspace('shared', { description: 'The run\'s volume: model, artifact' });
 
     this.downloadTask = this.pipeline.addTask('download-model', {
-      task: this.download.task,
+      task: this.downloadModel.task,
       params: {
         MODEL_REPO: this.modelRepo.toParamValue(),
         MODEL_REVISION: this.modelRevision.toParamValue(),
@@ -284,7 +284,7 @@ export class ModelcarPipeline extends Construct {
       timeout: props.downloadTimeout ?? Duration.hours(1),
     });
     this.buildTask = this.pipeline.addTask('build-image', {
-      task: this.build.task,
+      task: this.buildImage.task,
       params: {
         MODEL_REPO: this.modelRepo.toParamValue(),
         MODEL_REVISION: ParamValue.string(this.downloadTask.result('MODEL_RESOLVED_REVISION')),
