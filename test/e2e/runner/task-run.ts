@@ -1,0 +1,702 @@
+/**
+ * Runs one TaskRun (all its attempts): substitution, identity, volumes, steps, results.
+ */
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { DEFAULT_CAPABILITIES, runInSandbox, SandboxMount } from './sandbox';
+import {
+  collectTektonRefs, evaluateWhen, mapResolver, ParamValue, paramResolver, parseDuration,
+  Resolver, resultPathKeys, substArray, substString, SubstitutionError,
+} from './substitution';
+import { HostMount, StepRecord, TaskRunRecord, TaskStatus } from './types';
+import { applyFsGroup, ensureSubPath, makeEmptyDir, makeKeyFilesDir, VolumeError, VolumeSource, volumeSourceFrom } from './volumes';
+
+/** Options shared by all TaskRuns of a run. */
+export interface RunnerSettings {
+  readonly claims: Record<string, string>;
+  readonly secrets: Record<string, Record<string, string>>;
+  readonly configMaps: Record<string, Record<string, string>>;
+  readonly defaultUid: number;
+  readonly defaultFsGroup?: number;
+  readonly env: Record<string, string>;
+  readonly stepOverrides?: (task: string, step: string, stepSpec: any) => any | undefined;
+  readonly hostMounts: HostMount[];
+  readonly isolateTmp: boolean;
+  readonly log: (line: string) => void;
+}
+
+/** A task workspace bound to a volume. */
+export interface WorkspaceBinding {
+  /** Task workspace name. */
+  readonly name: string;
+  readonly source: VolumeSource;
+  readonly subPath?: string;
+  /** Value of $(workspaces.<name>.volume). */
+  readonly volumeName: string;
+}
+
+export interface TaskRunInput {
+  readonly settings: RunnerSettings;
+  readonly pipelineRun: { readonly name: string; readonly namespace: string; readonly uid: string; readonly labels: Record<string, string> };
+  readonly pipelineName: string;
+  readonly pipelineTaskName: string;
+  /** Value of $(context.task.name). */
+  readonly taskName: string;
+  readonly taskRunName: string;
+  /** Task spec after pipeline-level substitution (propagated params/results for embedded specs). */
+  readonly taskSpec: any;
+  /** Task param values, defaults applied. */
+  readonly params: Record<string, ParamValue>;
+  readonly workspaces: WorkspaceBinding[];
+  readonly podTemplate: any;
+  readonly retries: number;
+  /** Per-attempt timeout in ms (undefined or 0: none). */
+  readonly timeoutMs?: number;
+  /** Absolute deadline (epoch ms) of the pipeline stage this task belongs to. */
+  readonly stageDeadline?: number;
+  /** Reason recorded when the stage deadline kills the task. */
+  readonly stageDeadlineReason: string;
+  readonly baseDir: string;
+  readonly isFinally: boolean;
+  readonly labels: Record<string, string>;
+}
+
+interface Identity {
+  uid: number;
+  gid: number;
+  groups: number[];
+  noNewPrivs: boolean;
+  capabilities: string[] | 'all';
+  readOnlyRootFilesystem: boolean;
+  privileged: boolean;
+  home: string;
+}
+
+class TaskRunFailure extends Error {
+  constructor(readonly reason: string, message: string) {
+    super(message);
+  }
+}
+
+const RESULTS_DIR = '/tekton/results';
+const STEPS_DIR = '/tekton/steps';
+const SCRIPTS_DIR = '/tekton/scripts';
+const HOME_DIR = '/tekton/home';
+const WORKSPACE_DIR = '/workspace';
+const MAX_TERMINATION_MESSAGE = 4096;
+
+/** Parse /etc/passwd of the host (our "image"). */
+function passwdEntry(uid: number): { gid: number; home: string } | undefined {
+  try {
+    for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (f.length >= 6 && Number(f[2]) === uid) return { gid: Number(f[3]), home: f[5] || '/' };
+    }
+  } catch {
+    // no passwd
+  }
+  return undefined;
+}
+
+function isPlainObject(v: unknown): v is Record<string, any> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function mergeByKey(base: any[] | undefined, over: any[] | undefined, key: string): any[] | undefined {
+  if (!base) return over;
+  if (!over) return base;
+  const out = base.filter((b) => !over.some((o) => o?.[key] === b?.[key]));
+  return [...out, ...over];
+}
+
+/** Strategic-merge-like merge of the stepTemplate into a step (step wins; env by name, volumeMounts by mountPath). */
+export function mergeStepTemplate(template: any, step: any): any {
+  if (!template) return structuredClone(step);
+  const merge = (t: any, s: any): any => {
+    const out: any = structuredClone(t);
+    for (const [k, v] of Object.entries(s ?? {})) {
+      if (k === 'env' || k === 'envFrom') out[k] = mergeByKey(out[k], v as any[], k === 'env' ? 'name' : '__none__');
+      else if (k === 'volumeMounts') out[k] = mergeByKey(out[k], v as any[], 'mountPath');
+      else if (isPlainObject(v) && isPlainObject(out[k])) out[k] = merge(out[k], v);
+      else out[k] = structuredClone(v);
+    }
+    return out;
+  };
+  return merge(template, step);
+}
+
+/** Apply one substitution pass to the substitutable fields of a task spec (Tekton's list of fields). */
+export function substituteTaskSpec(spec: any, resolver: Resolver, where: string): any {
+  const out = structuredClone(spec);
+  const str = (v: any, w: string) => (typeof v === 'string' ? substString(v, resolver, w) : v);
+  out.steps = (out.steps ?? []).map((s: any, i: number) => {
+    const w = `${where} step ${s.name ?? i}`;
+    const step = { ...s };
+    for (const f of ['image', 'imagePullPolicy', 'script', 'workingDir', 'onError']) step[f] = str(step[f], `${w} ${f}`);
+    if (Array.isArray(step.command)) step.command = substArray(step.command, resolver, `${w} command`);
+    if (Array.isArray(step.args)) step.args = substArray(step.args, resolver, `${w} args`);
+    if (Array.isArray(step.env)) {
+      step.env = step.env.map((e: any) => {
+        const env = structuredClone(e);
+        env.value = str(env.value, `${w} env ${e.name}`);
+        for (const ref of ['secretKeyRef', 'configMapKeyRef']) {
+          const r = env.valueFrom?.[ref];
+          if (r) {
+            r.name = str(r.name, `${w} env ${e.name}`);
+            r.key = str(r.key, `${w} env ${e.name}`);
+          }
+        }
+        return env;
+      });
+    }
+    if (Array.isArray(step.volumeMounts)) {
+      step.volumeMounts = step.volumeMounts.map((m: any) => ({
+        ...m,
+        name: str(m.name, `${w} volumeMount`),
+        mountPath: str(m.mountPath, `${w} volumeMount`),
+        subPath: str(m.subPath, `${w} volumeMount`),
+      }));
+    }
+    if (Array.isArray(step.when)) {
+      step.when = step.when.map((x: any) => ({
+        ...x,
+        input: str(x.input, `${w} when`),
+        values: Array.isArray(x.values) ? substArray(x.values, resolver, `${w} when`) : x.values,
+      }));
+    }
+    return step;
+  });
+  if (Array.isArray(out.volumes)) {
+    out.volumes = out.volumes.map((v: any) => {
+      const vol = structuredClone(v);
+      vol.name = str(vol.name, `${where} volume`);
+      if (vol.configMap) vol.configMap.name = str(vol.configMap.name, `${where} volume ${vol.name}`);
+      if (vol.secret) vol.secret.secretName = str(vol.secret.secretName, `${where} volume ${vol.name}`);
+      if (vol.persistentVolumeClaim) vol.persistentVolumeClaim.claimName = str(vol.persistentVolumeClaim.claimName, `${where} volume ${vol.name}`);
+      for (const items of [vol.configMap?.items, vol.secret?.items]) {
+        for (const it of items ?? []) {
+          it.key = str(it.key, `${where} volume ${vol.name}`);
+          it.path = str(it.path, `${where} volume ${vol.name}`);
+        }
+      }
+      return vol;
+    });
+  }
+  if (Array.isArray(out.workspaces)) {
+    out.workspaces = out.workspaces.map((d: any) => ({ ...d, mountPath: str(d.mountPath, `${where} workspace ${d.name}`) }));
+  }
+  return out;
+}
+
+/** Tekton references left in the substitutable fields of a task spec. */
+export function leftoverRefs(spec: any): string[] {
+  const fields = {
+    steps: (spec.steps ?? []).map((s: any) => [s.image, s.script, s.workingDir, s.onError, s.command, s.args, s.env, s.volumeMounts, s.when]),
+    volumes: spec.volumes,
+    workspaces: (spec.workspaces ?? []).map((d: any) => d.mountPath),
+  };
+  return [...new Set(collectTektonRefs(fields))];
+}
+
+/** Kubernetes' $(VAR) expansion: known names are replaced, $$ escapes, unknown references stay. */
+export function expandEnvRefs(value: string, env: Record<string, string>, names: Set<string>): string {
+  return value.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, n) => (m === '$$' ? '$' : names.has(n) ? env[n] : m));
+}
+
+export function stepName(step: any, i: number): string {
+  return step?.name ? String(step.name) : `unnamed-${i}`;
+}
+
+/** The substitution passes of a TaskRun, in Tekton's order. */
+export function taskRunResolvers(input: {
+  params: Record<string, ParamValue>;
+  owner: string;
+  context: Record<string, string>;
+  spec: any;
+  workspaces: Array<{ name: string; bound: boolean; mountPath: string; claim: string; volume: string }>;
+}): Resolver[] {
+  const results: Record<string, string> = {};
+  for (const r of input.spec.results ?? []) Object.assign(results, resultPathKeys(r.name, `${RESULTS_DIR}/${r.name}`));
+  const steps: Record<string, string> = {};
+  (input.spec.steps ?? []).forEach((s: any, i: number) => {
+    steps[`steps.step-${stepName(s, i)}.exitCode.path`] = `${STEPS_DIR}/step-${stepName(s, i)}/exitCode`;
+  });
+  const ws: Record<string, string> = {};
+  for (const w of input.workspaces) {
+    ws[`workspaces.${w.name}.path`] = w.bound ? w.mountPath : '';
+    ws[`workspaces.${w.name}.bound`] = String(w.bound);
+    ws[`workspaces.${w.name}.claim`] = w.claim;
+    ws[`workspaces.${w.name}.volume`] = w.volume;
+  }
+  return [paramResolver(input.params, input.owner), mapResolver(input.context), mapResolver(results), mapResolver(steps), mapResolver(ws)];
+}
+
+function capName(c: string): string {
+  return String(c).toLowerCase().replace(/^cap_/, '');
+}
+
+/** Pod template merge: fields of `over` win, env and volumes merged by name. */
+export function mergePodTemplates(base: any, over: any): any {
+  if (!base) return over ? structuredClone(over) : {};
+  if (!over) return structuredClone(base);
+  const out = { ...structuredClone(base), ...structuredClone(over) };
+  out.env = mergeByKey(base.env, over.env, 'name');
+  out.volumes = mergeByKey(base.volumes, over.volumes, 'name');
+  return out;
+}
+
+export class TaskRunExecutor {
+  private readonly log: (line: string) => void;
+  private readonly taskRunUid = crypto.randomUUID();
+
+  constructor(private readonly input: TaskRunInput) {
+    this.log = input.settings.log;
+  }
+
+  async run(): Promise<TaskRunRecord> {
+    const inp = this.input;
+    const startedAt = new Date();
+    const maxAttempts = 1 + Math.max(0, Number(inp.retries) || 0);
+    let last: Omit<TaskRunRecord, 'startedAt' | 'finishedAt' | 'attempts'> | undefined;
+    let attempts = 0;
+    for (let attempt = 0; attempt < maxAttempts; attempt++) {
+      if (inp.stageDeadline !== undefined && Date.now() >= inp.stageDeadline && attempt > 0) break;
+      attempts++;
+      if (attempt > 0) this.log(`[${inp.pipelineTaskName}] retry ${attempt} of ${maxAttempts - 1}`);
+      last = await this.runAttempt(attempt);
+      if (last.status === 'Succeeded') break;
+      if (last.reason === inp.stageDeadlineReason) break; // the pipeline stage is over: no retries
+    }
+    return { ...last!, startedAt, finishedAt: new Date(), attempts };
+  }
+
+  private out(line: string, step?: string) {
+    this.log(`[${this.input.pipelineTaskName}${step ? '/' + step : ''}] ${line}`);
+  }
+
+  private async runAttempt(attempt: number): Promise<Omit<TaskRunRecord, 'startedAt' | 'finishedAt' | 'attempts'>> {
+    const inp = this.input;
+    const attemptStart = Date.now();
+    const base = { pipelineTask: inp.pipelineTaskName, taskRun: inp.taskRunName, isFinally: inp.isFinally };
+    const dir = path.join(inp.baseDir, `attempt-${attempt}`);
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir, { recursive: true });
+
+    // deadline of this attempt
+    const ownDeadline = inp.timeoutMs ? attemptStart + inp.timeoutMs : undefined;
+    const deadlines = [ownDeadline, inp.stageDeadline].filter((d): d is number => d !== undefined);
+    const deadline = deadlines.length ? Math.min(...deadlines) : undefined;
+    const deadlineReason = () => (ownDeadline !== undefined && deadline === ownDeadline ? 'TaskRunTimeout' : inp.stageDeadlineReason);
+
+    let spec: any;
+    let steps: any[];
+    let identities: Identity[];
+    let envs: Array<Record<string, string>>;
+    let mounts: SandboxMount[][];
+    let dirs: { results: string; steps: string; scripts: string };
+    try {
+      spec = this.prepareSpec(attempt);
+      steps = spec.steps;
+      if (!steps.length) throw new TaskRunFailure('TaskRunValidationFailed', 'task has no steps');
+      if (spec.sidecars?.length) this.out(`WARNING: ${spec.sidecars.length} sidecar(s) are not run by the local runner`);
+      const podTemplate = inp.podTemplate ?? {};
+      const fsGroup: number | undefined = podTemplate.securityContext?.fsGroup ?? inp.settings.defaultFsGroup;
+      identities = steps.map((s, i) => this.identity(s, i, podTemplate, fsGroup));
+      const podName = `${inp.taskRunName}-pod`;
+      const podUid = crypto.randomUUID();
+      envs = steps.map((s, i) => this.stepEnv(s, i, identities[i], podTemplate, podName, podUid));
+      const prepared = this.prepareVolumes(spec, dir, fsGroup, podTemplate);
+      dirs = prepared.dirs;
+      mounts = steps.map((s, i) => [...prepared.common, ...this.stepMounts(s, i, prepared.volumes, dir)]);
+    } catch (e) {
+      if (!(e instanceof TaskRunFailure || e instanceof SubstitutionError || e instanceof VolumeError)) throw e; // harness bug
+      const reason = e instanceof TaskRunFailure ? e.reason : e instanceof VolumeError ? 'CreateContainerConfigError' : 'TaskRunValidationFailed';
+      const message = (e as Error).message;
+      this.out(`FAILED (${reason}): ${message}`);
+      return { ...base, status: 'Failed', reason, message, results: {}, steps: [] };
+    }
+
+    // scripts, like Tekton's place-scripts init container
+    const argvs: Array<string[] | undefined> = steps.map((s, i) => {
+      // kubelet expands $(VAR) in command and args with the container's env
+      const expand = (a: string) => expandEnvRefs(String(a), envs[i], new Set(Object.keys(envs[i])));
+      if (typeof s.script === 'string' && s.script !== '') {
+        // Tekton overwrites command with the script file (a stepTemplate may have set one); args go to the script
+        const hasShebang = s.script.trim().startsWith('#!');
+        const file = `script-${i}-${crypto.randomBytes(3).toString('hex').slice(0, 5)}`;
+        fs.writeFileSync(path.join(dirs.scripts, file), hasShebang ? s.script : `#!/bin/sh\nset -e\n${s.script}`);
+        fs.chmodSync(path.join(dirs.scripts, file), 0o755);
+        return [`${SCRIPTS_DIR}/${file}`, ...(s.args ?? []).map(expand)];
+      }
+      if (s.command?.length) return [...s.command, ...(s.args ?? [])].map(expand);
+      return undefined;
+    });
+
+    const records: StepRecord[] = [];
+    let failure: { status: TaskStatus; reason: string; message: string } | undefined;
+    for (let i = 0; i < steps.length; i++) {
+      const s = steps[i];
+      const name = stepName(s, i);
+      const id = identities[i];
+      if (failure) {
+        records.push({ name, exitCode: null, reason: 'Skipped', log: '' });
+        continue;
+      }
+      if (Array.isArray(s.when) && s.when.length) {
+        let w: { allowed: boolean; detail?: string };
+        try {
+          w = evaluateWhen(s.when);
+        } catch (e) {
+          failure = { status: 'Failed', reason: 'TaskRunValidationFailed', message: `step ${name}: ${(e as Error).message}` };
+          records.push({ name, exitCode: null, reason: 'Error', log: '' });
+          continue;
+        }
+        if (!w.allowed) {
+          this.out(`skipped: when ${w.detail}`, name);
+          records.push({ name, exitCode: null, reason: 'Skipped', log: '' });
+          continue;
+        }
+      }
+      const argv = argvs[i];
+      if (!argv) {
+        const message = `step ${name} has neither script nor command (running the image entrypoint is not emulated)`;
+        failure = { status: 'Failed', reason: 'TaskRunValidationFailed', message };
+        this.out(`FAILED: ${message}`, name);
+        records.push({ name, exitCode: null, reason: 'Error', log: '' });
+        continue;
+      }
+      const stepTimeout = parseDuration(s.timeout);
+      const now = Date.now();
+      const remaining = deadline !== undefined ? deadline - now : undefined;
+      if (remaining !== undefined && remaining <= 0) {
+        failure = { status: 'TimedOut', reason: deadlineReason(), message: `TaskRun ${inp.taskRunName} timed out` };
+        records.push({ name, exitCode: null, reason: 'TaskRunTimeout', log: '' });
+        continue;
+      }
+      const limits = [stepTimeout || undefined, remaining].filter((x): x is number => x !== undefined);
+      const timeoutMs = limits.length ? Math.min(...limits) : undefined;
+      const stepTimeoutWins = stepTimeout !== undefined && stepTimeout > 0 && (remaining === undefined || stepTimeout <= remaining);
+
+      this.out(`image=${s.image ?? '(none)'} uid=${id.uid} gid=${id.gid} groups=[${id.groups.join(',')}]${id.privileged ? ' PRIVILEGED' : ''}`, name);
+      const lines: string[] = [];
+      const scratch = path.join(dir, 'sandbox', String(i));
+      fs.mkdirSync(scratch, { recursive: true });
+      const startedAt = new Date();
+      const res = await runInSandbox({
+        scratchDir: scratch,
+        mounts: mounts[i],
+        uid: id.uid,
+        gid: id.gid,
+        groups: id.groups,
+        noNewPrivs: id.noNewPrivs,
+        capabilities: id.capabilities,
+        readOnlyRootFilesystem: id.readOnlyRootFilesystem,
+        privileged: id.privileged,
+        isolateTmp: inp.settings.isolateTmp,
+        workingDir: s.workingDir ? path.posix.resolve(WORKSPACE_DIR, s.workingDir) : '/',
+        env: envs[i],
+        argv,
+        timeoutMs,
+        onLine: (line) => {
+          lines.push(line);
+          this.out(line, name);
+        },
+      });
+      const finishedAt = new Date();
+      try {
+        fs.rmdirSync(scratch);
+      } catch {
+        // still a mount point or not empty: leave it
+      }
+      const exitCode = res.exitCode;
+      fs.mkdirSync(path.join(dirs.steps, `step-${name}`), { recursive: true });
+      fs.writeFileSync(path.join(dirs.steps, `step-${name}`, 'exitCode'), String(exitCode ?? ''));
+
+      let reason = exitCode === 0 ? 'Completed' : 'Error';
+      if (res.setupError) {
+        failure = { status: 'Failed', reason: 'SandboxSetupFailed', message: res.setupError };
+      } else if (res.timedOut) {
+        if (stepTimeoutWins) {
+          reason = 'TimeoutExceeded';
+          failure = { status: 'Failed', reason: 'Failed', message: `"step-${name}" exited because the step exceeded the specified timeout limit; step was killed after ${s.timeout}` };
+        } else {
+          reason = 'TaskRunTimeout';
+          failure = { status: 'TimedOut', reason: deadlineReason(), message: `TaskRun ${inp.taskRunName} failed to finish within its timeout` };
+        }
+      } else if (exitCode !== 0) {
+        if (s.onError === 'continue') {
+          reason = 'Continued';
+        } else {
+          failure = { status: 'Failed', reason: 'Failed', message: `"step-${name}" exited with code ${exitCode}` };
+        }
+      }
+      if (!failure) {
+        const size = this.terminationMessageSize(spec, dirs.results);
+        if (size > MAX_TERMINATION_MESSAGE) {
+          failure = {
+            status: 'Failed',
+            reason: 'Failed',
+            message: `Termination message is above max allowed size ${MAX_TERMINATION_MESSAGE}, caused by large task result (${size} bytes after step ${name})`,
+          };
+        }
+      }
+      this.out(`exit ${exitCode}${reason !== 'Completed' ? ` (${reason})` : ''} in ${finishedAt.getTime() - startedAt.getTime()} ms`, name);
+      records.push({ name, exitCode, reason, startedAt, finishedAt, uid: id.uid, gid: id.gid, groups: id.groups, log: lines.join('\n') });
+    }
+
+    const results = this.readResults(spec, dirs.results);
+    if (failure) {
+      this.out(`${failure.status} (${failure.reason}): ${failure.message}`);
+      return { ...base, ...failure, results, steps: records };
+    }
+    this.out('Succeeded');
+    return { ...base, status: 'Succeeded', reason: 'Succeeded', results, steps: records };
+  }
+
+  /** Step template, overrides and all substitution passes. */
+  private prepareSpec(attempt: number): any {
+    const inp = this.input;
+    const raw = structuredClone(inp.taskSpec);
+    raw.steps = (raw.steps ?? []).map((s: any, i: number) => {
+      const merged = mergeStepTemplate(raw.stepTemplate, s);
+      const override = inp.settings.stepOverrides?.(inp.pipelineTaskName, stepName(merged, i), structuredClone(merged));
+      return override === undefined ? merged : override;
+    });
+    delete raw.stepTemplate;
+    // workspace declarations: add the bound-but-undeclared ones (propagated workspaces)
+    raw.workspaces = [...(raw.workspaces ?? [])];
+    for (const b of inp.workspaces) {
+      if (!raw.workspaces.some((d: any) => d.name === b.name)) raw.workspaces.push({ name: b.name });
+    }
+    const where = `task ${inp.pipelineTaskName}`;
+    const context = {
+      'context.taskRun.name': inp.taskRunName,
+      'context.taskRun.namespace': inp.pipelineRun.namespace,
+      'context.taskRun.uid': this.taskRunUid,
+      'context.task.name': inp.taskName,
+      'context.task.retry-count': String(attempt),
+    };
+    // params first, so declared mountPaths can use them
+    let spec = substituteTaskSpec(raw, paramResolver(inp.params, where), where);
+    const wsInfo = (spec.workspaces as any[]).map((d) => {
+      const b = inp.workspaces.find((x) => x.name === d.name);
+      if (!b && !d.optional) throw new TaskRunFailure('TaskRunValidationFailed', `workspace ${JSON.stringify(d.name)} is not bound and not optional`);
+      return {
+        name: d.name,
+        bound: !!b,
+        mountPath: d.mountPath || `${WORKSPACE_DIR}/${d.name}`,
+        claim: b?.source.kind === 'pvc' ? b.source.claimName : '',
+        volume: b?.volumeName ?? '',
+      };
+    });
+    const passes = taskRunResolvers({ params: inp.params, owner: where, context, spec, workspaces: wsInfo });
+    for (const resolver of passes.slice(1)) spec = substituteTaskSpec(spec, resolver, where);
+    const left = leftoverRefs(spec);
+    if (left.length) throw new TaskRunFailure('TaskRunValidationFailed', `unresolved references: ${left.join(', ')}`);
+    return spec;
+  }
+
+  private identity(step: any, i: number, podTemplate: any, fsGroup: number | undefined): Identity {
+    const inp = this.input;
+    const pod = podTemplate.securityContext ?? {};
+    const sc = step.securityContext ?? {};
+    const uid: number = sc.runAsUser ?? pod.runAsUser ?? inp.settings.defaultUid;
+    const pw = passwdEntry(uid);
+    const gid: number = sc.runAsGroup ?? pod.runAsGroup ?? pw?.gid ?? 0;
+    const runAsNonRoot = sc.runAsNonRoot ?? pod.runAsNonRoot;
+    const name = stepName(step, i);
+    if (runAsNonRoot && uid === 0) {
+      throw new TaskRunFailure('CreateContainerConfigError', `step ${name}: container has runAsNonRoot and image will run as root`);
+    }
+    const groups = [...new Set([fsGroup, ...(pod.supplementalGroups ?? [])].filter((g): g is number => g !== undefined && g !== null).map(Number))];
+    const privileged = sc.privileged === true;
+    if (privileged) this.out('WARNING: securityContext.privileged is true', name);
+    let capabilities: string[] | 'all' = [...DEFAULT_CAPABILITIES];
+    const drop: string[] = (sc.capabilities?.drop ?? []).map(capName);
+    const add: string[] = (sc.capabilities?.add ?? []).map(capName);
+    if (drop.includes('all')) capabilities = [];
+    capabilities = capabilities.filter((c) => !drop.includes(c));
+    if (add.includes('all') || privileged) capabilities = 'all';
+    else capabilities = [...new Set([...capabilities, ...add])];
+    return {
+      uid,
+      gid,
+      groups,
+      noNewPrivs: sc.allowPrivilegeEscalation === false,
+      capabilities,
+      readOnlyRootFilesystem: sc.readOnlyRootFilesystem === true,
+      privileged,
+      home: pw?.home ?? '/',
+    };
+  }
+
+  private lookupKey(kind: 'secret' | 'configMap', name: string, key: string | undefined, optional: boolean, what: string): string | undefined {
+    const store = kind === 'secret' ? this.input.settings.secrets : this.input.settings.configMaps;
+    const data = store[name];
+    if (!data) {
+      if (optional) return undefined;
+      throw new TaskRunFailure('CreateContainerConfigError', `${what}: ${kind} ${JSON.stringify(name)} not found`);
+    }
+    if (key === undefined) return undefined;
+    if (!(key in data)) {
+      if (optional) return undefined;
+      throw new TaskRunFailure('CreateContainerConfigError', `${what}: couldn't find key ${key} in ${kind} ${name}`);
+    }
+    return data[key];
+  }
+
+  private stepEnv(step: any, i: number, id: Identity, podTemplate: any, podName: string, podUid: string): Record<string, string> {
+    const inp = this.input;
+    const name = stepName(step, i);
+    const labels = { ...inp.labels };
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      HOSTNAME: podName,
+      HOME: id.home,
+      ...inp.settings.env,
+    };
+    const defined = new Set<string>();
+    for (const ef of step.envFrom ?? []) {
+      const prefix = ef.prefix ?? '';
+      const ref = ef.secretRef ?? ef.configMapRef;
+      const kind = ef.secretRef ? 'secret' : 'configMap';
+      const store = kind === 'secret' ? inp.settings.secrets : inp.settings.configMaps;
+      if (!store[ref?.name]) {
+        if (ref?.optional) continue;
+        throw new TaskRunFailure('CreateContainerConfigError', `step ${name} envFrom: ${kind} ${JSON.stringify(ref?.name)} not found`);
+      }
+      for (const [k, v] of Object.entries(store[ref.name])) {
+        env[prefix + k] = v;
+        defined.add(prefix + k);
+      }
+    }
+    const fieldRef = (fp: string): string => {
+      const lab = /^metadata\.labels\['(.+)'\]$/.exec(fp);
+      if (lab) return labels[lab[1]] ?? '';
+      switch (fp) {
+        case 'metadata.name': return podName;
+        case 'metadata.namespace': return inp.pipelineRun.namespace;
+        case 'metadata.uid': return podUid;
+        case 'spec.serviceAccountName': return podTemplate.serviceAccountName ?? 'default';
+        case 'spec.nodeName': return 'localhost';
+        case 'status.podIP': case 'status.hostIP': return '127.0.0.1';
+        default: throw new TaskRunFailure('CreateContainerConfigError', `step ${name}: unsupported fieldRef ${fp}`);
+      }
+    };
+    const resolveEnv = (e: any, what: string) => {
+      if (e.valueFrom) {
+        const vf = e.valueFrom;
+        let v: string | undefined;
+        if (vf.secretKeyRef) v = this.lookupKey('secret', vf.secretKeyRef.name, vf.secretKeyRef.key, !!vf.secretKeyRef.optional, what);
+        else if (vf.configMapKeyRef) v = this.lookupKey('configMap', vf.configMapKeyRef.name, vf.configMapKeyRef.key, !!vf.configMapKeyRef.optional, what);
+        else if (vf.fieldRef) v = fieldRef(vf.fieldRef.fieldPath);
+        else throw new TaskRunFailure('CreateContainerConfigError', `${what}: unsupported valueFrom ${Object.keys(vf).join(',')}`);
+        if (v !== undefined) env[e.name] = v;
+        return;
+      }
+      // $(VAR) references to env vars defined earlier in the container, like Kubernetes
+      env[e.name] = expandEnvRefs(String(e.value ?? ''), env, defined);
+      defined.add(e.name);
+    };
+    for (const e of step.env ?? []) resolveEnv(e, `step ${name} env ${e.name}`);
+    // pod template env takes precedence over steps and stepTemplate
+    for (const e of podTemplate.env ?? []) resolveEnv(e, `podTemplate env ${e.name}`);
+    return env;
+  }
+
+  /** Create the pod's volumes on the host, apply fsGroup like kubelet, return the mounts common to all steps. */
+  private prepareVolumes(spec: any, dir: string, fsGroup: number | undefined, podTemplate: any) {
+    const inp = this.input;
+    const policy = podTemplate.securityContext?.fsGroupChangePolicy;
+    const own = (hostDir: string, readOnly: boolean) => {
+      if (fsGroup !== undefined && fsGroup !== null) applyFsGroup(hostDir, fsGroup, readOnly, policy);
+    };
+    const volumesDir = path.join(dir, 'volumes');
+    const materialize = (source: VolumeSource, volName: string): { hostDir: string; readOnly: boolean } => {
+      switch (source.kind) {
+        case 'pvc':
+          own(source.hostDir, false);
+          return { hostDir: source.hostDir, readOnly: false };
+        case 'emptyDir': {
+          const d = makeEmptyDir(path.join(volumesDir, volName));
+          own(d, false);
+          return { hostDir: d, readOnly: false };
+        }
+        case 'secret':
+        case 'configMap': {
+          const store = source.kind === 'secret' ? inp.settings.secrets : inp.settings.configMaps;
+          const d = makeKeyFilesDir(path.join(volumesDir, volName), store[source.name], source, `${source.kind} volume ${volName}`);
+          own(d, true);
+          return { hostDir: d, readOnly: true };
+        }
+      }
+    };
+    // Tekton's implicit emptyDirs
+    const implicit = (n: string) => {
+      const d = makeEmptyDir(path.join(dir, n));
+      own(d, false);
+      return d;
+    };
+    const dirs = { workspace: implicit('workspace'), home: implicit('home'), results: implicit('results'), steps: implicit('steps'), scripts: implicit('scripts') };
+    const common: SandboxMount[] = [
+      { hostPath: dirs.workspace, containerPath: WORKSPACE_DIR },
+      { hostPath: dirs.home, containerPath: HOME_DIR },
+      { hostPath: dirs.results, containerPath: RESULTS_DIR },
+      { hostPath: dirs.steps, containerPath: STEPS_DIR, readOnly: true },
+      { hostPath: dirs.scripts, containerPath: SCRIPTS_DIR, readOnly: true },
+    ];
+    // workspaces
+    for (const d of spec.workspaces ?? []) {
+      const b = inp.workspaces.find((x) => x.name === d.name);
+      if (!b) continue;
+      const vol = materialize(b.source, `ws-${d.name}`);
+      const hostPath = ensureSubPath(vol.hostDir, b.subPath, `workspace ${d.name}`);
+      common.push({ hostPath, containerPath: d.mountPath || `${WORKSPACE_DIR}/${d.name}`, readOnly: vol.readOnly || d.readOnly === true });
+    }
+    for (const hm of inp.settings.hostMounts) {
+      common.push({ hostPath: hm.hostPath, containerPath: hm.containerPath ?? hm.hostPath, readOnly: hm.readOnly !== false });
+    }
+    // task volumes and pod template volumes, materialized once per pod
+    const volumes = new Map<string, { hostDir: string; readOnly: boolean }>();
+    const taskVolumes: any[] = spec.volumes ?? [];
+    const allVolumes = [...taskVolumes, ...(podTemplate.volumes ?? []).filter((pv: any) => !taskVolumes.some((v: any) => v.name === pv.name))];
+    const referenced = new Set((spec.steps ?? []).flatMap((s: any) => (s.volumeMounts ?? []).map((m: any) => m.name)));
+    for (const v of allVolumes) {
+      if (!referenced.has(v.name)) continue;
+      const source = volumeSourceFrom(v, inp.settings.claims, `volume ${v.name}`);
+      volumes.set(v.name, materialize(source, `vol-${v.name}`));
+    }
+    return { dirs, common, volumes };
+  }
+
+  private stepMounts(step: any, i: number, volumes: Map<string, { hostDir: string; readOnly: boolean }>, _dir: string): SandboxMount[] {
+    const out: SandboxMount[] = [];
+    for (const m of step.volumeMounts ?? []) {
+      const vol = volumes.get(m.name);
+      if (!vol) throw new TaskRunFailure('CreateContainerConfigError', `step ${stepName(step, i)}: volumeMount ${JSON.stringify(m.name)} has no volume`);
+      const hostPath = ensureSubPath(vol.hostDir, m.subPath, `volumeMount ${m.name}`);
+      out.push({ hostPath, containerPath: m.mountPath, readOnly: vol.readOnly || m.readOnly === true });
+    }
+    return out;
+  }
+
+  private readResults(spec: any, resultsDir: string): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const r of spec.results ?? []) {
+      const f = path.join(resultsDir, r.name);
+      try {
+        if (fs.statSync(f).isFile()) out[r.name] = fs.readFileSync(f, 'utf8');
+      } catch {
+        // not produced
+      }
+    }
+    return out;
+  }
+
+  private terminationMessageSize(spec: any, resultsDir: string): number {
+    const results = this.readResults(spec, resultsDir);
+    const entries = Object.entries(results).map(([key, value]) => ({ key, value, type: 1 }));
+    return entries.length ? Buffer.byteLength(JSON.stringify(entries)) : 0;
+  }
+}
