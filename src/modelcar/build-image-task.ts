@@ -1,7 +1,8 @@
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ArtifactFormat } from './artifact-format';
-import { addPreamble, artifactPath, runDir, SOURCE_WORKSPACE } from './common';
+import { ModelcarBuilder, ModelcarBuilderKind } from './builder';
+import { addPreamble, addRunId, artifactPath, runDir, SOURCE_WORKSPACE } from './common';
 import { ImageReference } from './image-reference';
 import { ModelcarImages } from './images';
 import { RegistryCredentials, RegistryTrust } from './push-target';
@@ -11,6 +12,9 @@ import { Result } from '../tekton/results';
 import { TaskVolume } from '../tekton/step';
 import { Task } from '../tekton/task';
 import { Workspace } from '../tekton/workspaces';
+
+/** Where the build task's emptyDir for temporary files and buildah's store is mounted. */
+const SCRATCH = '/var/lib/containers';
 
 /**
  * Properties of a `BuildImageTask`.
@@ -52,14 +56,14 @@ export interface BuildImageTaskProps {
   readonly artifactFormat?: ArtifactFormat;
 
   /**
-   * The buildah image.
+   * How the image is built.
    *
-   * @default ModelcarImages.BUILDAH
+   * @default ModelcarBuilder.ociLayout()
    */
-  readonly buildahImage?: ImageReference;
+  readonly builder?: ModelcarBuilder;
 
   /**
-   * The image of the preamble and validation steps (needs skopeo).
+   * The image of the preamble, base copy and validation steps (needs skopeo).
    *
    * @default ModelcarImages.SKOPEO
    */
@@ -68,11 +72,16 @@ export interface BuildImageTaskProps {
 
 /**
  * Builds the modelcar image (the base image plus the model under `/models`) into an
- * OCI artifact in this run's directory, validates it with skopeo, and publishes its
- * manifest digest as the `IMAGE_DIGEST` result.
+ * OCI artifact in this run's directory, validates it (skopeo, and every blob against its
+ * digest), and publishes its manifest digest as the `IMAGE_DIGEST` result.
  *
  * The artifact is written under a temporary name, synced, then renamed, so no reader
  * ever sees a partial artifact under the final name.
+ *
+ * Steps with the default OCI layout builder: `debug`, `base` (skopeo copies the base
+ * image into the layout), `layers` (adds the model, checking SHA256SUMS as it reads),
+ * `verify` (every blob's size and sha256), `publish`. With the buildah builder: `debug`,
+ * `build`, `verify`, `publish`.
  */
 export class BuildImageTask extends Construct {
   /** The Task. */
@@ -85,12 +94,21 @@ export class BuildImageTask extends Construct {
   public readonly imageDigest: Result;
   /** The shared workspace. */
   public readonly workspace: Workspace;
+  /** The run id param (the pipeline passes the PipelineRun's uid). */
+  public readonly runId: Param;
   /** The artifact format. */
   public readonly artifactFormat: ArtifactFormat;
+  /** The builder. */
+  public readonly builder: ModelcarBuilder;
 
   constructor(scope: Construct, id: string, props: BuildImageTaskProps = {}) {
     super(scope, id);
     this.artifactFormat = props.artifactFormat ?? ArtifactFormat.OCI_LAYOUT;
+    this.builder = props.builder ?? ModelcarBuilder.ociLayout();
+    if (this.builder.kind === ModelcarBuilderKind.OCI_LAYOUT && this.artifactFormat !== ArtifactFormat.OCI_LAYOUT) {
+      throw new Error(`build image task ${this.node.path}: the OCI layout builder writes an oci: layout directory; `
+        + `artifactFormat ${this.artifactFormat} needs builder: ModelcarBuilder.buildah()`);
+    }
     const tools = props.toolsImage ?? ModelcarImages.SKOPEO;
     const trust = props.baseImageTrust ?? RegistryTrust.systemDefault();
     const credentials = props.baseImageCredentials ?? RegistryCredentials.fromServiceAccount();
@@ -103,46 +121,93 @@ export class BuildImageTask extends Construct {
     this.modelRevision = this.task.addParam('MODEL_REVISION', { description: 'Commit sha of the model (image label)' });
     this.imageDigest = this.task.addResult('IMAGE_DIGEST', { description: 'Manifest digest of the built image' });
     this.workspace = this.task.addWorkspace(SOURCE_WORKSPACE, { description: 'Shared volume with this run\'s model' });
+    this.runId = addRunId(this.task);
 
-    const run = runDir(this.workspace);
-    const final = artifactPath(this.workspace, this.artifactFormat);
+    const run = runDir(this.workspace, this.runId);
+    const final = artifactPath(this.workspace, this.runId, this.artifactFormat);
     const tmp = `${run}/.${this.artifactFormat === ArtifactFormat.OCI_ARCHIVE ? 'image.tar' : 'image'}.partial`;
-    const storage = this.task.addVolume(TaskVolume.emptyDir('containers-storage'));
-    const mounts = [{ volume: storage, mountPath: '/var/lib/containers' }];
-    const env: Record<string, kplus.EnvValue> = {
-      MODEL_DIR: kplus.EnvValue.fromValue(`${run}/model`),
+    // skopeo's and buildah's temporary files go to an emptyDir, never to the shared volume.
+    const scratch = this.task.addVolume(TaskVolume.emptyDir('scratch'));
+    const scratchMounts = [{ volume: scratch, mountPath: SCRATCH }];
+    const pull: Record<string, kplus.EnvValue> = {
       BASE_IMAGE: kplus.EnvValue.fromValue((props.baseImage ?? ModelcarImages.BASE).toString()),
-      ARTIFACT_FORMAT: kplus.EnvValue.fromValue(this.artifactFormat),
-      ARTIFACT_TMP: kplus.EnvValue.fromValue(tmp),
-      MODEL_REPO: this.modelRepo.envValue(),
-      MODEL_REVISION: this.modelRevision.envValue(),
       TLS_VERIFY: kplus.EnvValue.fromValue(String(trust.tlsVerify)),
-      CONTAINERS_STORAGE: kplus.EnvValue.fromValue('/var/lib/containers'),
-      TMPDIR: kplus.EnvValue.fromValue('/var/lib/containers/tmp'),
     };
+    const pullMounts = [...scratchMounts];
     if (trust.configMapName || trust.secretName) {
       const v = this.task.addVolume(trust.configMapName
         ? TaskVolume.configMap('base-ca', trust.configMapName)
         : TaskVolume.secret('base-ca', trust.secretName!));
-      mounts.push({ volume: v, mountPath: '/etc/modelcar/base-certs' });
-      env.BASE_CERT_DIR = kplus.EnvValue.fromValue('/etc/modelcar/base-certs');
+      pullMounts.push({ volume: v, mountPath: '/etc/modelcar/base-certs' });
+      pull.BASE_CERT_DIR = kplus.EnvValue.fromValue('/etc/modelcar/base-certs');
     }
     if (credentials.secretName) {
       const v = this.task.addVolume(TaskVolume.secret('base-auth', credentials.secretName));
-      mounts.push({ volume: v, mountPath: '/etc/modelcar/base-auth' });
-      env.BASE_AUTHFILE = kplus.EnvValue.fromValue('/etc/modelcar/base-auth/.dockerconfigjson');
+      pullMounts.push({ volume: v, mountPath: '/etc/modelcar/base-auth' });
+      pull.BASE_AUTHFILE = kplus.EnvValue.fromValue('/etc/modelcar/base-auth/.dockerconfigjson');
     }
+    const model = {
+      MODEL_DIR: kplus.EnvValue.fromValue(`${run}/model`),
+      MODEL_REPO: this.modelRepo.envValue(),
+      MODEL_REVISION: this.modelRevision.envValue(),
+    };
 
-    addPreamble(this.task, this.workspace, tools, 'build-image');
+    addPreamble(this.task, this.workspace, this.runId, tools, 'build-image');
+    if (this.builder.kind === ModelcarBuilderKind.OCI_LAYOUT) {
+      this.task.addStep({
+        name: 'base',
+        image: tools.toString(),
+        env: {
+          ...pull,
+          ARTIFACT_TMP: kplus.EnvValue.fromValue(tmp),
+          RETRIES: kplus.EnvValue.fromValue('3'),
+          TMPDIR: kplus.EnvValue.fromValue(`${SCRATCH}/tmp`),
+        },
+        volumeMounts: pullMounts,
+        script: loadScript('layout-base.sh'),
+      });
+      this.task.addStep({
+        name: 'layers',
+        image: this.builder.image.toString(),
+        env: {
+          ...model,
+          LAYOUT: kplus.EnvValue.fromValue(tmp),
+          BASE_REF: kplus.EnvValue.fromValue('base'),
+          IMAGE_REF: kplus.EnvValue.fromValue('modelcar'),
+          LARGE_FILE_BYTES: kplus.EnvValue.fromValue(String(this.builder.largeFileBytes)),
+          MODELS_PATH: kplus.EnvValue.fromValue('/models'),
+        },
+        script: loadScript('layout-build.py'),
+      });
+    } else {
+      // buildah's vfs store (a full copy of the rootfs and of the committed image) lives in the scratch emptyDir.
+      this.task.addStep({
+        name: 'build',
+        image: this.builder.image.toString(),
+        env: {
+          ...pull,
+          ...model,
+          ARTIFACT_FORMAT: kplus.EnvValue.fromValue(this.artifactFormat),
+          ARTIFACT_TMP: kplus.EnvValue.fromValue(tmp),
+          CONTAINERS_STORAGE: kplus.EnvValue.fromValue(SCRATCH),
+          TMPDIR: kplus.EnvValue.fromValue(`${SCRATCH}/tmp`),
+        },
+        volumeMounts: pullMounts,
+        // buildah writes file capabilities when it unpacks layers: SETFCAP is all it needs.
+        // No privileged container, no user override: the pod's identity applies.
+        securityContext: { addCapabilities: [kplus.Capability.SETFCAP] },
+        script: loadScript('build-buildah.sh'),
+      });
+    }
     this.task.addStep({
-      name: 'build',
-      image: (props.buildahImage ?? ModelcarImages.BUILDAH).toString(),
-      env,
-      volumeMounts: mounts,
-      // buildah writes file capabilities when it unpacks layers: SETFCAP is all it needs.
-      // No privileged container, no user override: the pod's identity applies.
-      securityContext: { addCapabilities: [kplus.Capability.SETFCAP] },
-      script: loadScript('build-buildah.sh'),
+      name: 'verify',
+      image: (this.builder.kind === ModelcarBuilderKind.OCI_LAYOUT ? this.builder.image : ModelcarImages.PYTHON).toString(),
+      env: {
+        ARTIFACT_FORMAT: kplus.EnvValue.fromValue(this.artifactFormat),
+        ARTIFACT_TMP: kplus.EnvValue.fromValue(tmp),
+        IMAGE_REF: kplus.EnvValue.fromValue('modelcar'),
+      },
+      script: loadScript('verify-artifact.py'),
     });
     this.task.addStep({
       name: 'publish',
@@ -152,9 +217,9 @@ export class BuildImageTask extends Construct {
         ARTIFACT_TMP: kplus.EnvValue.fromValue(tmp),
         ARTIFACT_PATH: kplus.EnvValue.fromValue(final),
         RESULT_IMAGE_DIGEST: this.imageDigest.pathEnvValue(),
-        TMPDIR: kplus.EnvValue.fromValue('/var/lib/containers/tmp'),
+        TMPDIR: kplus.EnvValue.fromValue(`${SCRATCH}/tmp`),
       },
-      volumeMounts: [{ volume: storage, mountPath: '/var/lib/containers' }],
+      volumeMounts: scratchMounts,
       script: loadScript('publish-artifact.sh'),
     });
   }

@@ -2,6 +2,7 @@ import * as kplus from 'cdk8s-plus-28';
 import { ArtifactFormat } from './artifact-format';
 import { ImageReference } from './image-reference';
 import { loadScript } from './scripts';
+import { Param } from '../tekton/params';
 import { Task } from '../tekton/task';
 import { Workspace } from '../tekton/workspaces';
 
@@ -13,18 +14,29 @@ import { Workspace } from '../tekton/workspaces';
 export const SOURCE_WORKSPACE = 'source';
 
 /**
+ * Declares the RUN_ID param every modelcar task takes. The pipeline passes
+ * `$(context.pipelineRun.uid)`: Tekton substitutes pipeline context only in the Pipeline,
+ * never inside a referenced Task.
+ *
+ * @internal
+ */
+export function addRunId(task: Task): Param {
+  return task.addParam('RUN_ID', { description: 'Unique id of the run (the pipeline passes the PipelineRun uid): names this run\'s directory' });
+}
+
+/**
  * The per-run directory on the shared workspace, keyed by the PipelineRun's uid: a run
  * can never read what another run left on a reused volume.
  *
  * @internal
  */
-export function runDir(ws: Workspace): string {
-  return `${ws.path}/modelcar-runs/$(context.pipelineRun.uid)`;
+export function runDir(ws: Workspace, runId: Param): string {
+  return `${ws.path}/modelcar-runs/${runId.reference}`;
 }
 
 /** @internal */
-export function artifactPath(ws: Workspace, format: ArtifactFormat): string {
-  return `${runDir(ws)}/${format === ArtifactFormat.OCI_ARCHIVE ? 'image.tar' : 'image'}`;
+export function artifactPath(ws: Workspace, runId: Param, format: ArtifactFormat): string {
+  return `${runDir(ws, runId)}/${format === ArtifactFormat.OCI_ARCHIVE ? 'image.tar' : 'image'}`;
 }
 
 /**
@@ -32,11 +44,12 @@ export function artifactPath(ws: Workspace, format: ArtifactFormat): string {
  *
  * @internal
  */
-export function addPreamble(task: Task, ws: Workspace, image: ImageReference, label: string, artifact?: string): void {
+export function addPreamble(task: Task, ws: Workspace, runId: Param, image: ImageReference, label: string, artifact?: string): void {
   const env: Record<string, kplus.EnvValue> = {
     TASK_LABEL: kplus.EnvValue.fromValue(label),
     WORKSPACE: ws.pathEnvValue(),
-    RUN_DIR: kplus.EnvValue.fromValue(runDir(ws)),
+    RUN_DIR: kplus.EnvValue.fromValue(runDir(ws, runId)),
+    RUN_ID: runId.envValue(),
   };
   if (artifact) {
     env.ARTIFACT_PATH = kplus.EnvValue.fromValue(artifact);

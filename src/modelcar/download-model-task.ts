@@ -1,6 +1,6 @@
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { addPreamble, runDir, SOURCE_WORKSPACE } from './common';
+import { addPreamble, addRunId, runDir, SOURCE_WORKSPACE } from './common';
 import { ImageReference } from './image-reference';
 import { ModelcarImages } from './images';
 import { loadScript } from './scripts';
@@ -73,6 +73,8 @@ export class DownloadModelTask extends Construct {
   public readonly resolvedRevision: Result;
   /** The shared workspace. */
   public readonly workspace: Workspace;
+  /** The run id param (the pipeline passes the PipelineRun's uid). */
+  public readonly runId: Param;
 
   constructor(scope: Construct, id: string, props: DownloadModelTaskProps = {}) {
     super(scope, id);
@@ -95,9 +97,10 @@ export class DownloadModelTask extends Construct {
     this.modelSize = this.task.addResult('MODEL_SIZE', { description: 'Bytes downloaded' });
     this.resolvedRevision = this.task.addResult('MODEL_RESOLVED_REVISION', { description: 'The commit sha downloaded' });
     this.workspace = this.task.addWorkspace(SOURCE_WORKSPACE, { description: 'Shared volume; this run writes under modelcar-runs/<run uid>/' });
+    this.runId = addRunId(this.task);
 
-    const run = runDir(this.workspace);
-    addPreamble(this.task, this.workspace, tools, 'download-model');
+    const run = runDir(this.workspace, this.runId);
+    addPreamble(this.task, this.workspace, this.runId, tools, 'download-model');
     this.task.addStep({
       name: 'fetch',
       image: (props.fetchImage ?? ModelcarImages.PYTHON).toString(),

@@ -2,6 +2,7 @@ export * from './image-reference';
 export * from './images';
 export * from './push-target';
 export * from './artifact-format';
+export * from './builder';
 export * from './download-model-task';
 export * from './build-image-task';
 export * from './push-task';

@@ -3,6 +3,7 @@ import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ArtifactFormat } from './artifact-format';
 import { BuildImageTask } from './build-image-task';
+import { ModelcarBuilder } from './builder';
 import { DownloadModelTask } from './download-model-task';
 import { ImageReference } from './image-reference';
 import { PushTarget, RegistryCredentials, RegistryTrust } from './push-target';
@@ -44,6 +45,14 @@ export interface ModelcarPipelineProps {
    * @default ArtifactFormat.OCI_LAYOUT
    */
   readonly artifactFormat?: ArtifactFormat;
+
+  /**
+   * How the image is built: the OCI layout builder (no build container, no capability,
+   * each model byte written once) or buildah.
+   *
+   * @default ModelcarBuilder.ociLayout()
+   */
+  readonly builder?: ModelcarBuilder;
 
   /**
    * The image the model is added to.
@@ -256,6 +265,7 @@ export class ModelcarPipeline extends Construct {
       baseImageTrust: props.baseImageTrust,
       baseImageCredentials: props.baseImageCredentials,
       artifactFormat: format,
+      builder: props.builder,
     });
     this.pushes = props.pushTargets.map((target) => new PushTask(this, `Push-${target.name}`, {
       name: `${name}-push-${target.name}`, target, artifactFormat: format,
@@ -272,6 +282,8 @@ export class ModelcarPipeline extends Construct {
     this.imageTags = this.pipeline.addParam('IMAGE_TAGS', { description: 'Space-separated tags pushed to every target' });
     this.workspace = this.pipeline.addWorkspace('shared', { description: 'The run\'s volume: model, artifact' });
 
+    // Every task works in modelcar-runs/<PipelineRun uid>/ on the shared volume.
+    const runId = ParamValue.string('$(context.pipelineRun.uid)');
     this.downloadTask = this.pipeline.addTask('download-model', {
       task: this.downloadModel.task,
       params: {
@@ -279,6 +291,7 @@ export class ModelcarPipeline extends Construct {
         MODEL_REVISION: this.modelRevision.toParamValue(),
         MODEL_INCLUDE: this.modelInclude.toParamValue(),
         MODEL_EXCLUDE: this.modelExclude.toParamValue(),
+        RUN_ID: runId,
       },
       workspaces: { source: this.workspace },
       timeout: props.downloadTimeout ?? Duration.hours(1),
@@ -288,6 +301,7 @@ export class ModelcarPipeline extends Construct {
       params: {
         MODEL_REPO: this.modelRepo.toParamValue(),
         MODEL_REVISION: ParamValue.string(this.downloadTask.result('MODEL_RESOLVED_REVISION')),
+        RUN_ID: runId,
       },
       workspaces: { source: this.workspace },
       runAfter: [this.downloadTask],
@@ -302,6 +316,7 @@ export class ModelcarPipeline extends Construct {
         params: {
           IMAGE_DIGEST: ParamValue.string(this.buildTask.result('IMAGE_DIGEST')),
           IMAGE_TAGS: this.imageTags.toParamValue(),
+          RUN_ID: runId,
         },
         workspaces: { source: this.workspace },
         runAfter: [props.parallelPushes ? this.buildTask : previous],

@@ -1,7 +1,7 @@
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ArtifactFormat } from './artifact-format';
-import { addPreamble, artifactPath, SOURCE_WORKSPACE } from './common';
+import { addPreamble, addRunId, artifactPath, SOURCE_WORKSPACE } from './common';
 import { ImageReference } from './image-reference';
 import { ModelcarImages } from './images';
 import { PushTarget } from './push-target';
@@ -63,6 +63,8 @@ export class PushTask extends Construct {
   public readonly imageRef: Result;
   /** The shared workspace. */
   public readonly workspace: Workspace;
+  /** The run id param (the pipeline passes the PipelineRun's uid). */
+  public readonly runId: Param;
 
   constructor(scope: Construct, id: string, props: PushTaskProps) {
     super(scope, id);
@@ -80,8 +82,9 @@ export class PushTask extends Construct {
     this.imageDigestResult = this.task.addResult('IMAGE_DIGEST', { description: 'The digest the registry serves' });
     this.imageRef = this.task.addResult('IMAGE_REF', { description: 'The image by digest, repository@sha256:...' });
     this.workspace = this.task.addWorkspace(SOURCE_WORKSPACE, { description: 'Shared volume with this run\'s artifact', readOnly: true });
+    this.runId = addRunId(this.task);
 
-    const artifact = artifactPath(this.workspace, format);
+    const artifact = artifactPath(this.workspace, this.runId, format);
     const mounts: VolumeMount[] = [];
     const env: Record<string, kplus.EnvValue> = {
       ARTIFACT_FORMAT: kplus.EnvValue.fromValue(format),
@@ -111,7 +114,7 @@ export class PushTask extends Construct {
       env.AUTHFILE = kplus.EnvValue.fromValue('/etc/modelcar/auth/.dockerconfigjson');
     }
 
-    addPreamble(this.task, this.workspace, tools, `push-${target.name}`, artifact);
+    addPreamble(this.task, this.workspace, this.runId, tools, `push-${target.name}`, artifact);
     this.task.addStep({ name: 'push', image: tools.toString(), env, volumeMounts: mounts, script: loadScript('push.sh') });
   }
 }

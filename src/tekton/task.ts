@@ -231,11 +231,17 @@ export class Task extends Construct {
         errors.push(`${where} uses "$(${v.expression})" but the task declares no workspace "${name}": call addWorkspace("${name}")`);
       } else if (v.root === 'results' && !this._results.has(name)) {
         errors.push(`${where} uses "$(${v.expression})" but the task declares no result "${name}": call addResult("${name}")`);
+      } else if (v.root === 'context' && !this.embedded && !TASK_CONTEXT.includes(v.expression)) {
+        errors.push(`${where} uses "$(${v.expression})", which Tekton does not substitute in a Task (only ${TASK_CONTEXT.join(', ')}): `
+          + 'declare a param and let the pipeline pass the value (e.g. RUN_ID: "$(context.pipelineRun.uid)")');
       }
     }
     return errors;
   }
 }
+
+/** The context variables Tekton substitutes in a referenced Task (pipeline-level ones stay literal). */
+const TASK_CONTEXT = ['context.taskRun.name', 'context.taskRun.namespace', 'context.taskRun.uid', 'context.task.name', 'context.task.retry-count'];
 
 function templateStrings(t: StepTemplateProps | undefined): string[] {
   if (!t) return [];

@@ -62,7 +62,9 @@ describe('default app', () => {
     }
   });
 
-  test('3. the build validates the artifact with skopeo and every push inspects it again', () => {
+  test('3. the build validates the artifact (every blob, then skopeo) and every push inspects it again', () => {
+    const verify = task('modelcar-pipeline-build-image').spec.steps.find((s: any) => s.name === 'verify');
+    expect(verify.script).toContain('every size and sha256 as described');
     const publish = task('modelcar-pipeline-build-image').spec.steps.find((s: any) => s.name === 'publish');
     expect(publish.script).toMatch(/skopeo --tmpdir "\$\{TMPDIR\}" inspect "\$\{src\}"/);
     expect(publish.script).toContain('is not a valid image');
@@ -73,7 +75,11 @@ describe('default app', () => {
 
   test('4. the artifact is written under a temporary name, synced, then renamed', () => {
     const build = task('modelcar-pipeline-build-image').spec.steps;
-    expect(env(build.find((s: any) => s.name === 'build'), 'ARTIFACT_TMP').value).toMatch(/\/\.image\.partial$/);
+    expect(env(build.find((s: any) => s.name === 'base'), 'ARTIFACT_TMP').value).toMatch(/\/\.image\.partial$/);
+    expect(env(build.find((s: any) => s.name === 'layers'), 'LAYOUT').value).toMatch(/\/\.image\.partial$/);
+    // The layout builder writes each blob and index.json under a temporary name, fsyncs, renames.
+    const layers = build.find((s: any) => s.name === 'layers').script as string;
+    expect(layers.indexOf('os.fsync(f.fileno())')).toBeLessThan(layers.indexOf('os.replace(tmp, self.path(digest))'));
     const publish = build.find((s: any) => s.name === 'publish').script as string;
     expect(publish.indexOf('sync')).toBeLessThan(publish.indexOf('mv -T "${ARTIFACT_TMP}" "${ARTIFACT_PATH}"'));
   });
@@ -100,9 +106,11 @@ describe('default app', () => {
   test('6. no stale content: per-run path, fresh volume, digest handed from build to every push', () => {
     for (const s of steps) {
       for (const e of s.env ?? []) {
-        if (/modelcar-runs/.test(e.value ?? '')) expect(e.value).toContain('/modelcar-runs/$(context.pipelineRun.uid)');
+        if (/modelcar-runs/.test(e.value ?? '')) expect(e.value).toContain('/modelcar-runs/$(params.RUN_ID)');
       }
     }
+    // Tekton substitutes $(context.pipelineRun.uid) only in the Pipeline: it hands it to every task as RUN_ID.
+    for (const t of pipeline.spec.tasks) expect(t.params).toContainEqual({ name: 'RUN_ID', value: '$(context.pipelineRun.uid)' });
     for (const run of runs) expect(run.spec.workspaces[0].volumeClaimTemplate).toBeDefined();
     for (const t of pipeline.spec.tasks.filter((x: any) => x.name.startsWith('push-'))) {
       expect(t.params).toContainEqual({ name: 'IMAGE_DIGEST', value: '$(tasks.build-image.results.IMAGE_DIGEST)' });
@@ -137,8 +145,8 @@ describe('default app', () => {
     expect(env(fetch, 'HF_TOKEN').valueFrom).toEqual({ secretKeyRef: { name: 'huggingface-token', key: 'token', optional: true } });
     expect(download.spec.steps.find((s: any) => s.name === 'checksum').script).toContain('SHA256SUMS');
     expect(download.spec.results.map((r: any) => r.name)).toEqual(['MODEL_SIZE', 'MODEL_RESOLVED_REVISION']);
-    const build = task('modelcar-pipeline-build-image').spec.steps.find((s: any) => s.name === 'build');
-    expect(build.script).toContain('sha256sum --check');
+    const layers = task('modelcar-pipeline-build-image').spec.steps.find((s: any) => s.name === 'layers');
+    expect(layers.script).toContain('does not match SHA256SUMS from the download');
   });
 
   test('10. safe by default: params only through env, no secrets, TLS on, no privileged container, images pinned', () => {
@@ -148,8 +156,9 @@ describe('default app', () => {
       expect(s.image).toMatch(/@sha256:[a-f0-9]{64}$/);
       expect(env(s, 'TLS_VERIFY')?.value ?? 'true').toBe('true');
     }
-    const build = steps.find((s) => s.name === 'build');
-    expect(build.securityContext).toEqual({ capabilities: { add: ['SETFCAP'] } });
+    // The default builder needs no capability at all: no step of the default app sets a securityContext.
+    expect(steps.filter((s) => s.securityContext !== undefined).map((s) => `${s.task}/${s.name}`)).toEqual([]);
+    expect(steps.map((s) => s.name)).not.toContain('build');
     // No Secret objects and no credential as a literal env value: only references.
     expect(docs.filter((d) => d.kind === 'Secret')).toEqual([]);
     for (const s of steps) {

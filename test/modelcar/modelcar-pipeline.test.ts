@@ -1,12 +1,12 @@
 import { Duration, Size, Testing } from 'cdk8s';
-import { ArtifactFormat, ImageReference, ModelcarPipeline, ParamValue, PushTarget, RegistryCredentials, RegistryTrust, Task } from '../../src';
+import { ArtifactFormat, ImageReference, ModelcarBuilder, ModelcarPipeline, ParamValue, PushTarget, RegistryCredentials, RegistryTrust, Task } from '../../src';
 import { doc, synth } from '../support/synth';
 
 const quay = () => PushTarget.quay({ organization: 'org', repository: 'model', credentials: RegistryCredentials.fromDockerConfigSecret('quay-robot') });
 const internal = () => PushTarget.openshiftInternal({ namespace: 'ai' });
 
 describe('ModelcarPipeline', () => {
-  test('three targets in the given order, an oci-archive artifact, and a task of the user\'s after the pushes', () => {
+  test('three targets in the given order, buildah writing an oci-archive artifact, and a task of the user\'s after the pushes', () => {
     // GIVEN
     const chart = Testing.chart();
     const custom = PushTarget.registry({
@@ -15,7 +15,7 @@ describe('ModelcarPipeline', () => {
       credentials: RegistryCredentials.fromDockerConfigSecret('mirror-auth'),
       trust: RegistryTrust.fromSecret('mirror-ca'),
     });
-    const modelcar = new ModelcarPipeline(chart, 'm', { pushTargets: [quay(), custom, internal()], artifactFormat: ArtifactFormat.OCI_ARCHIVE });
+    const modelcar = new ModelcarPipeline(chart, 'm', { pushTargets: [quay(), custom, internal()], artifactFormat: ArtifactFormat.OCI_ARCHIVE, builder: ModelcarBuilder.buildah() });
     const register = new Task(chart, 'register', { name: 'register-model' });
     const ref = register.addParam('IMAGE_REF');
     register.addStep({ name: 'register', image: ImageReference.fromDigest('quay.io/org/registrar', `sha256:${'a'.repeat(64)}`).toString(), env: { REF: ref.envValue() }, script: 'echo "registering $REF"' });
@@ -38,7 +38,7 @@ describe('ModelcarPipeline', () => {
     expect(run.workspaces).toEqual([{ name: 'shared', persistentVolumeClaim: { claimName: 'models' } }]);
     const mirror = doc(docs, 'Task', 'modelcar-push-mirror').spec;
     expect(mirror.volumes).toContainEqual({ name: 'registry-ca', secret: { secretName: 'mirror-ca' } });
-    expect(mirror.steps[1].env).toContainEqual({ name: 'ARTIFACT_PATH', value: '$(workspaces.source.path)/modelcar-runs/$(context.pipelineRun.uid)/image.tar' });
+    expect(mirror.steps[1].env).toContainEqual({ name: 'ARTIFACT_PATH', value: '$(workspaces.source.path)/modelcar-runs/$(params.RUN_ID)/image.tar' });
   });
 
   test('parallel pushes only on explicit opt-in', () => {

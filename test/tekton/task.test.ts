@@ -145,6 +145,21 @@ describe('Task', () => {
         'task test/t: step "s" uses "$(workspaces.gone.path)" but the task declares no workspace "gone": call addWorkspace("gone")',
       ]);
     });
+    test('fails when a step uses pipeline context, which Tekton leaves literal in a Task', () => {
+      const chart = Testing.chart();
+      const t = new Task(chart, 't');
+      t.addStep({
+        name: 's',
+        image: IMAGE,
+        script: 'echo "$RUN"',
+        env: { RUN: kplus.EnvValue.fromValue('/data/$(context.pipelineRun.uid)'), TR: kplus.EnvValue.fromValue('$(context.taskRun.uid)') },
+      });
+      expect(validationErrors(chart)).toEqual([
+        'task test/t: step "s" uses "$(context.pipelineRun.uid)", which Tekton does not substitute in a Task (only context.taskRun.name, '
+        + 'context.taskRun.namespace, context.taskRun.uid, context.task.name, context.task.retry-count): declare a param and let the '
+        + 'pipeline pass the value (e.g. RUN_ID: "$(context.pipelineRun.uid)")',
+      ]);
+    });
     test('fails when a step mounts a volume the task does not have', () => {
       const chart = Testing.chart();
       new Task(chart, 't').addStep({ name: 's', image: IMAGE, script: 'true', volumeMounts: [{ volume: TaskVolume.emptyDir('tmp'), mountPath: '/tmp' }] });

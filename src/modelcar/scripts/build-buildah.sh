@@ -16,13 +16,20 @@ if ! (cd "${MODEL_DIR}" && sha256sum --check --quiet --strict SHA256SUMS); then
 fi
 
 rm -rf "${ARTIFACT_TMP}"
+mkdir -p "${TMPDIR}"
 set -- --storage-driver vfs --root "${CONTAINERS_STORAGE}/storage" --runroot "${CONTAINERS_STORAGE}/run"
 pull="--tls-verify=${TLS_VERIFY}"
 ctr=$(buildah "$@" from ${BASE_CERT_DIR:+--cert-dir "${BASE_CERT_DIR}"} ${BASE_AUTHFILE:+--authfile "${BASE_AUTHFILE}"} "${pull}" --isolation chroot "docker://${BASE_IMAGE}")
 # The model files are root-owned and world-readable in the image: KServe runs the
-# modelcar under an arbitrary uid, which must read /models.
+# modelcar under an arbitrary uid, which must read /models. `buildah copy` keeps the
+# modes, so they are checked here (`buildah run` does not work rootless, so no chmod in
+# the image).
+unreadable=$(find "${MODEL_DIR}" \( -type f ! -perm -0444 \) -o \( -type d ! -perm -0555 \) | head -n 3)
+if [ -n "${unreadable}" ]; then
+  echo "model files not readable by every uid (KServe runs the modelcar under an arbitrary one): ${unreadable}" >&2
+  exit 1
+fi
 buildah "$@" copy --chown 0:0 "${ctr}" "${MODEL_DIR}" /models
-buildah "$@" run --isolation chroot "${ctr}" -- chmod -R a+rX /models
 buildah "$@" config \
   --label "org.opencontainers.image.source=https://huggingface.co/${MODEL_REPO}" \
   --label "io.kserve.modelcar.model=${MODEL_REPO}" \

@@ -6,10 +6,16 @@
 # With REQUIRE_READABLE=true it then checks that every file of the artifact can be
 # read, and fails with the identity, the file's owner, group and mode, and the fix.
 #
-# Env: TASK_LABEL, WORKSPACE, RUN_DIR, ARTIFACT_PATH (optional), REQUIRE_READABLE (optional).
+# Env: TASK_LABEL, WORKSPACE, RUN_ID, RUN_DIR, ARTIFACT_PATH (optional), REQUIRE_READABLE (optional).
 # The listings are for people reading the log, so plain `ls -la` is what we want.
 # shellcheck disable=SC2012
 set -u
+
+case "${RUN_ID}" in
+  '' | . | .. | *[!A-Za-z0-9_.-]*)
+    echo "RUN_ID \"${RUN_ID}\" is not a plain name (it names this run's directory): the pipeline passes the PipelineRun uid" >&2
+    exit 1 ;;
+esac
 
 echo "================ modelcar debug: ${TASK_LABEL:-task} ================"
 echo "identity:  $(id)"
@@ -49,11 +55,16 @@ unreadable() {
 }
 
 if [ ! -e "${ARTIFACT_PATH}" ]; then
-  # Without read permission on the parent, the file looks absent: say which.
-  parent=$(dirname "${ARTIFACT_PATH}")
-  if [ -d "${parent}" ] && [ ! -x "${parent}" ]; then
-    unreadable "${parent}"
-  fi
+  # Without search permission on a directory above it, the file looks absent: walking up,
+  # the first directory this identity can stat but not enter is the one in the way.
+  dir=$(dirname "${ARTIFACT_PATH}")
+  while [ "${dir}" != "/" ] && [ "${dir}" != "." ]; do
+    if [ -d "${dir}" ]; then
+      [ -x "${dir}" ] || unreadable "${dir}"
+      break
+    fi
+    dir=$(dirname "${dir}")
+  done
   echo "artifact ${ARTIFACT_PATH} does not exist: the build task of this run did not produce it" >&2
   exit 1
 fi

@@ -13,6 +13,7 @@ set -eu
 umask 0002
 
 src="${ARTIFACT_FORMAT}:${ARTIFACT_TMP}:modelcar"
+mkdir -p "${TMPDIR}"
 if [ -e "${ARTIFACT_PATH}" ]; then
   echo "${ARTIFACT_PATH} already exists: this run's directory is not fresh; refusing to replace it" >&2
   exit 1

@@ -61,11 +61,15 @@ for tag in "$@"; do
       fail "the registry refused the credentials: check the docker config secret or service account for ${IMAGE}"
     elif grep -qi 'x509\|certificate' /tmp/copy.err; then
       fail "the registry's TLS certificate is not trusted: give the push target the CA that signed it"
+    elif grep -qi 'digest did not match' /tmp/copy.err; then
+      fail "a blob of the artifact no longer matches its digest: the artifact changed after the build"
     elif grep -qi 'connection refused\|no such host\|i/o timeout\|connection reset' /tmp/copy.err; then
       fail "cannot reach the registry (after ${RETRIES} retries)"
     fi
     fail "skopeo copy failed"
   fi
+  # skopeo's warnings (e.g. the retries of a transient error) belong in the log even when it succeeds.
+  cat /tmp/copy.err >&2
   pushed=$(cat /tmp/pushed-digest)
   [ "${pushed}" = "${EXPECTED_DIGEST}" ] || fail "skopeo pushed ${pushed}, not the build's ${EXPECTED_DIGEST}"
 done

@@ -1,0 +1,25 @@
+#!/bin/sh
+# First step of the OCI layout builder: copies the pinned base image into this run's
+# layout, under its temporary name, as the reference "base". Nothing else is pulled: the
+# model is added by the next step, and the layout gets its final name only after the
+# publish step has validated it.
+#
+# skopeo writes an `oci:` destination in place (no temporary copy); the base image is
+# small (a shell and /models is all KServe needs).
+#
+# Env: TMPDIR, BASE_IMAGE, ARTIFACT_TMP, TLS_VERIFY, RETRIES, BASE_CERT_DIR (optional),
+#      BASE_AUTHFILE (optional).
+set -eu
+umask 0002
+
+# A previous attempt of this TaskRun may have left a partial layout: start over.
+rm -rf "${ARTIFACT_TMP}"
+mkdir -p "${ARTIFACT_TMP}" "${TMPDIR}"
+if ! skopeo --tmpdir "${TMPDIR}" copy --quiet --retry-times "${RETRIES}" "--src-tls-verify=${TLS_VERIFY}" \
+    ${BASE_CERT_DIR:+--src-cert-dir "${BASE_CERT_DIR}"} ${BASE_AUTHFILE:+--src-authfile "${BASE_AUTHFILE}"} \
+    "docker://${BASE_IMAGE}" "oci:${ARTIFACT_TMP}:base" 2> /tmp/copy.err; then
+  cat /tmp/copy.err >&2
+  echo "cannot copy the base image ${BASE_IMAGE} (after ${RETRIES} retries)" >&2
+  exit 1
+fi
+echo "copied the base image ${BASE_IMAGE} into oci:${ARTIFACT_TMP}:base"

@@ -1,0 +1,341 @@
+#!/usr/bin/env python3
+"""Adds the model to an OCI image layout as uncompressed tar layers, without a build container.
+
+The previous step copied the pinned base image into LAYOUT under the reference BASE_REF.
+This script (Python standard library only):
+
+1. splits the model's files into layers: each file of at least LARGE_FILE_BYTES gets a layer
+   of its own, the smaller files share one (very large single layers break some registries);
+2. writes each layer once, streaming every file through two sha256s: the layer's digest,
+   and the file's own sum, checked against SHA256SUMS from the download task (so the model
+   is read once and written once, and a file changed since the download fails the build);
+3. makes every entry deterministic: paths under models/ in byte order, owner 0:0, files 0644
+   and directories 0755 (readable by the arbitrary uid KServe runs the modelcar under),
+   mtime fixed: the same model on the same base gives the same digests;
+4. appends the layers to the base image's config (diff_ids, history, labels) and manifest;
+   the base's entrypoint and command are kept (no ENTRYPOINT is added);
+5. writes every blob and index.json under a temporary name, fsyncs, then renames.
+
+Layers are uncompressed (media type application/vnd.oci.image.layer.v1.tar): weights do not
+compress, so gzip would cost CPU for nothing, and the diff_id equals the layer digest.
+
+Env: LAYOUT, BASE_REF, IMAGE_REF, MODEL_DIR, MODEL_REPO, MODEL_REVISION, LARGE_FILE_BYTES,
+     MODELS_PATH (default /models).
+"""
+import hashlib
+import json
+import os
+import sys
+import tarfile
+import time
+
+OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
+OCI_CONFIG = 'application/vnd.oci.image.config.v1+json'
+OCI_LAYER_TAR = 'application/vnd.oci.image.layer.v1.tar'
+REF_NAME = 'org.opencontainers.image.ref.name'
+# Docker schema 2 media types skopeo may leave in a layout, and their OCI equivalents.
+DOCKER_TO_OCI = {
+    'application/vnd.docker.container.image.v1+json': OCI_CONFIG,
+    'application/vnd.docker.image.rootfs.diff.tar.gzip': 'application/vnd.oci.image.layer.v1.tar+gzip',
+    'application/vnd.docker.image.rootfs.diff.tar': OCI_LAYER_TAR,
+}
+EPOCH = 0  # every entry's mtime and the image's "created": 1970-01-01T00:00:00Z
+CREATED = '1970-01-01T00:00:00Z'
+CHUNK = 8 * 1024 * 1024
+BLOCK = 512
+
+
+class BuildError(Exception):
+    pass
+
+
+def env(name, default=None):
+    value = os.environ.get(name, default)
+    if value is None or value == '':
+        raise BuildError(f'environment variable {name} is not set')
+    return value
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Blobs:
+    """The layout's blobs/sha256 directory: every blob is written under a temporary name,
+    fsynced, then renamed to its digest."""
+
+    def __init__(self, layout):
+        self.dir = os.path.join(layout, 'blobs', 'sha256')
+        os.makedirs(self.dir, exist_ok=True)
+
+    def path(self, digest):
+        algo, _, hexd = digest.partition(':')
+        if algo != 'sha256' or len(hexd) != 64:
+            raise BuildError(f'unsupported digest {digest!r} in the base image')
+        return os.path.join(self.dir, hexd)
+
+    def read_json(self, digest):
+        with open(self.path(digest), 'rb') as f:
+            data = f.read()
+        if 'sha256:' + hashlib.sha256(data).hexdigest() != digest:
+            raise BuildError(f'blob {digest} of the base image does not match its digest')
+        return json.loads(data)
+
+    def open_temp(self, label):
+        tmp = os.path.join(self.dir, f'.tmp-{label}-{os.getpid()}')
+        return tmp, open(tmp, 'xb')
+
+    def commit(self, tmp, f, digest):
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        os.replace(tmp, self.path(digest))
+
+    def write_json(self, obj, label):
+        data = json.dumps(obj, separators=(',', ':')).encode()
+        digest = 'sha256:' + hashlib.sha256(data).hexdigest()
+        tmp, f = self.open_temp(label)
+        f.write(data)
+        self.commit(tmp, f, digest)
+        return digest, len(data)
+
+
+class HashingWriter:
+    """A file that hashes what is written to it and counts the bytes."""
+
+    def __init__(self, f):
+        self.f = f
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data):
+        self.f.write(data)
+        self.sha.update(data)
+        self.size += len(data)
+
+    def digest(self):
+        return 'sha256:' + self.sha.hexdigest()
+
+
+def read_sums(model_dir):
+    path = os.path.join(model_dir, 'SHA256SUMS')
+    sums = {}
+    try:
+        with open(path, encoding='utf-8') as f:
+            for n, line in enumerate(f, 1):
+                line = line.rstrip('\n')
+                if not line:
+                    continue
+                hexd, sep, name = line.partition('  ')
+                if not sep or len(hexd) != 64:
+                    raise BuildError(f'{path} line {n} is not "<sha256>  <path>": {line!r}')
+                sums[os.path.normpath(name)] = hexd
+    except FileNotFoundError:
+        raise BuildError(f'{path} is missing: the download task did not finish') from None
+    return sums
+
+
+def model_files(model_dir, sums):
+    """The model's regular files, relative paths in byte order; every one must be in SHA256SUMS
+    and every entry of SHA256SUMS must exist."""
+    found = []
+    for root, dirs, files in os.walk(model_dir):
+        dirs.sort()
+        for name in files:
+            full = os.path.join(root, name)
+            rel = os.path.relpath(full, model_dir)
+            if rel == 'SHA256SUMS':
+                continue
+            if os.path.islink(full) or not os.path.isfile(full):
+                raise BuildError(f'{full} is not a regular file: the model must hold files only')
+            found.append(rel)
+    found.sort(key=lambda p: p.encode())
+    missing = sorted(set(sums) - set(found))
+    extra = sorted(set(found) - set(sums))
+    if missing or extra:
+        raise BuildError(f'model files in {model_dir} do not match SHA256SUMS from the download: '
+                         f'missing {missing[:5]}, not listed {extra[:5]}: refusing to build')
+    if not found:
+        raise BuildError(f'no model files in {model_dir}')
+    return found
+
+
+def plan_layers(model_dir, files, large):
+    """Small files (together) first, then one layer per large file."""
+    small, big = [], []
+    for rel in files:
+        size = os.path.getsize(os.path.join(model_dir, rel))
+        (big if size >= large else small).append((rel, size))
+    layers = [small] if small else []
+    layers.extend([f] for f in big)
+    return layers
+
+
+def tar_header(name, size, mode, kind):
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = mode
+    info.type = kind
+    info.uid = info.gid = 0
+    info.uname = info.gname = ''
+    info.mtime = EPOCH
+    return info.tobuf(format=tarfile.PAX_FORMAT, encoding='utf-8', errors='strict')
+
+
+def write_layer(blobs, index, model_dir, prefix, entries, sums, buf):
+    tmp, raw = blobs.open_temp(f'layer{index}')
+    out = HashingWriter(raw)
+    try:
+        written_dirs = set()
+        for rel, size in entries:
+            # Parent directories first, each once per layer.
+            parts = rel.split('/')[:-1]
+            for i in range(len(parts) + 1):
+                d = '/'.join([prefix] + parts[:i])
+                if d not in written_dirs:
+                    written_dirs.add(d)
+                    out.write(tar_header(d, 0, 0o755, tarfile.DIRTYPE))
+            out.write(tar_header(f'{prefix}/{rel}', size, 0o644, tarfile.REGTYPE))
+            file_sha = hashlib.sha256()
+            remaining = size
+            with open(os.path.join(model_dir, rel), 'rb', buffering=0) as src:
+                view = memoryview(buf)
+                while remaining > 0:
+                    n = src.readinto(view[:min(CHUNK, remaining)])
+                    if not n:
+                        raise BuildError(f'{rel} shrank while it was being read: refusing to build')
+                    chunk = view[:n]
+                    file_sha.update(chunk)
+                    out.write(chunk)
+                    remaining -= n
+                if src.read(1):
+                    raise BuildError(f'{rel} grew while it was being read: refusing to build')
+            if file_sha.hexdigest() != sums[rel]:
+                raise BuildError(f'{rel} does not match SHA256SUMS from the download '
+                                 f'(sha256 {file_sha.hexdigest()}, expected {sums[rel]}): refusing to build')
+            pad = (-size) % BLOCK
+            if pad:
+                out.write(b'\0' * pad)
+        out.write(b'\0' * (2 * BLOCK))
+        digest = out.digest()
+        blobs.commit(tmp, raw, digest)
+        return digest, out.size
+    except BaseException:
+        raw.close()
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def oci_descriptor(desc, what):
+    media = DOCKER_TO_OCI.get(desc.get('mediaType'), desc.get('mediaType'))
+    if not media or not media.startswith('application/vnd.oci.image.'):
+        raise BuildError(f'the base image has a {what} of media type {desc.get("mediaType")!r}, which this builder does not handle')
+    out = {'mediaType': media, 'digest': desc['digest'], 'size': desc['size']}
+    if desc.get('annotations'):
+        out['annotations'] = desc['annotations']
+    return out
+
+
+def main():
+    os.umask(0o002)
+    layout = env('LAYOUT')
+    base_ref = env('BASE_REF')
+    image_ref = env('IMAGE_REF')
+    model_dir = env('MODEL_DIR')
+    repo = env('MODEL_REPO')
+    revision = env('MODEL_REVISION')
+    large = int(env('LARGE_FILE_BYTES'))
+    prefix = env('MODELS_PATH', '/models').strip('/')
+    started = time.monotonic()
+
+    blobs = Blobs(layout)
+    with open(os.path.join(layout, 'index.json'), 'rb') as f:
+        index = json.load(f)
+    base = [m for m in index.get('manifests', []) if m.get('annotations', {}).get(REF_NAME) == base_ref]
+    if len(base) != 1:
+        raise BuildError(f'{layout}/index.json has {len(base)} manifests named {base_ref!r}, expected 1')
+    base_manifest = blobs.read_json(base[0]['digest'])
+    if 'layers' not in base_manifest or 'config' not in base_manifest:
+        raise BuildError(f'base image {base[0]["digest"]} is not a single-platform image manifest')
+    config = blobs.read_json(base_manifest['config']['digest'])
+
+    sums = read_sums(model_dir)
+    files = model_files(model_dir, sums)
+    plan = plan_layers(model_dir, files, large)
+    total = sum(size for layer in plan for _, size in layer)
+    print(f'model: {len(files)} files, {total} bytes -> {len(plan)} layers '
+          f'(files of {large} bytes or more get a layer of their own)', flush=True)
+
+    buf = bytearray(CHUNK)
+    new_layers = []
+    for i, entries in enumerate(plan, 1):
+        t = time.monotonic()
+        digest, size = write_layer(blobs, i, model_dir, prefix, entries, sums, buf)
+        secs = time.monotonic() - t
+        names = ', '.join(rel for rel, _ in entries[:3]) + (f' and {len(entries) - 3} more' if len(entries) > 3 else '')
+        print(f'layer {i}/{len(plan)}: {digest} {size} bytes in {secs:.1f} s ({names})', flush=True)
+        new_layers.append((digest, size, names))
+
+    # Config: the base's, plus our layers, history and labels.
+    config.setdefault('rootfs', {'type': 'layers', 'diff_ids': []})['diff_ids'].extend(d for d, _, _ in new_layers)
+    history = config.setdefault('history', [])
+    for d, _, names in new_layers:
+        history.append({'created': CREATED, 'created_by': f'modelcar layout builder: /{prefix}: {names}'})
+    inner = config.setdefault('config', {})
+    labels = inner.get('Labels') or {}
+    labels.update({
+        'org.opencontainers.image.source': f'https://huggingface.co/{repo}',
+        'io.kserve.modelcar.model': repo,
+        'io.kserve.modelcar.revision': revision,
+    })
+    inner['Labels'] = labels
+    config['created'] = CREATED
+    config_digest, config_size = blobs.write_json(config, 'config')
+
+    manifest = {
+        'schemaVersion': 2,
+        'mediaType': OCI_MANIFEST,
+        'config': {'mediaType': OCI_CONFIG, 'digest': config_digest, 'size': config_size},
+        'layers': [oci_descriptor(layer, 'layer') for layer in base_manifest['layers']]
+        + [{'mediaType': OCI_LAYER_TAR, 'digest': d, 'size': s} for d, s, _ in new_layers],
+    }
+    manifest_digest, manifest_size = blobs.write_json(manifest, 'manifest')
+
+    # index.json names only the modelcar; the base's own manifest and config are dropped
+    # unless the new image still refers to them.
+    new_index = {
+        'schemaVersion': 2,
+        'mediaType': 'application/vnd.oci.image.index.v1+json',
+        'manifests': [{
+            'mediaType': OCI_MANIFEST, 'digest': manifest_digest, 'size': manifest_size,
+            'annotations': {REF_NAME: image_ref},
+        }],
+    }
+    tmp = os.path.join(layout, '.index.json.tmp')
+    with open(tmp, 'x', encoding='utf-8') as f:
+        json.dump(new_index, f, separators=(',', ':'))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(layout, 'index.json'))
+    used = {config_digest, manifest_digest} | {layer['digest'] for layer in manifest['layers']}
+    for stale in (base[0]['digest'], base_manifest['config']['digest']):
+        if stale not in used and os.path.exists(blobs.path(stale)):
+            os.unlink(blobs.path(stale))
+    fsync_dir(blobs.dir)
+    fsync_dir(layout)
+    secs = time.monotonic() - started
+    print(f'wrote oci:{layout}:{image_ref}: manifest {manifest_digest}, '
+          f'{len(new_layers)} model layers, {total} model bytes in {secs:.1f} s', flush=True)
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except BuildError as e:
+        print(f'layout build failed: {e}', file=sys.stderr)
+        sys.exit(1)
