@@ -51,6 +51,13 @@ project.addTask('synth', {
   exec: 'ts-node --project test/tsconfig.json src/app/main.ts',
 });
 
+// Benchmark (not a test): build + two pushes, the analysis's way vs buildah to oci: vs the layout builder.
+project.addTask('bench', {
+  description: 'Benchmark build + push of a synthetic model for three pipelines side by side (needs root; --size-gib N)',
+  exec: 'bash scripts/install-test-tools.sh && ts-node --project test/tsconfig.json test/bench/build-push.bench.ts',
+  receiveArgs: true,
+});
+
 // Step scripts live beside their constructs; the compiled library reads them from lib/.
 project.postCompileTask.prependExec('rm -rf lib/modelcar/scripts && cp -r src/modelcar/scripts lib/modelcar/scripts');
 

@@ -19,6 +19,9 @@ missing=()
 for cmd in "${!want[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
 done
+# The pipeline's Python steps run under other uids, which cannot enter a python3 under /root (pyenv):
+# they need the system one.
+[ -x /usr/bin/python3 ] || missing+=(python3)
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
 echo "install-test-tools: installing ${missing[*]}" >&2
@@ -30,6 +33,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+[ -x /usr/bin/python3 ] || { echo "install-test-tools: /usr/bin/python3 still missing after installing python3" >&2; exit 1; }
 for cmd in "${!want[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || { echo "install-test-tools: $cmd still missing after installing ${want[$cmd]}" >&2; exit 1; }
 done

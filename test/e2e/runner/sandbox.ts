@@ -17,6 +17,7 @@ import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { StepIo } from './types';
 
 export interface SandboxMount {
   readonly hostPath: string;
@@ -54,6 +55,31 @@ export interface SandboxResult {
   readonly timedOut: boolean;
   /** Set when the sandbox itself could not be set up (exit code 222 from the setup script). */
   readonly setupError?: string;
+  /** Storage I/O of the step's process tree (see StepIo in types.ts). */
+  readonly io?: StepIo;
+}
+
+/** This process's storage I/O counters, which include every reaped descendant's; undefined where /proc lacks them. */
+export function readSelfIo(): StepIo | undefined {
+  try {
+    const fields = Object.fromEntries(fs.readFileSync('/proc/self/io', 'utf8').trim().split('\n').map((l) => {
+      const [k, v] = l.split(':');
+      return [k.trim(), Number(v)];
+    }));
+    return { readBytes: fields.read_bytes, writeBytes: fields.write_bytes, cancelledWriteBytes: fields.cancelled_write_bytes };
+  } catch {
+    return undefined;
+  }
+}
+
+function ioSince(before: StepIo | undefined): StepIo | undefined {
+  const now = readSelfIo();
+  if (!before || !now) return undefined;
+  return {
+    readBytes: now.readBytes - before.readBytes,
+    writeBytes: now.writeBytes - before.writeBytes,
+    cancelledWriteBytes: now.cancelledWriteBytes - before.cancelledWriteBytes,
+  };
 }
 
 /** Exit code used by the setup script for its own failures. */
@@ -208,6 +234,7 @@ export function runInSandbox(spec: SandboxSpec): Promise<SandboxResult> {
   const args = ['--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child', '/bin/sh', '-c', outer, 'sh', ...envArgs, ...spec.argv];
 
   return new Promise((resolve) => {
+    const ioBefore = readSelfIo();
     const child = spawn('unshare', args, {
       detached: true, // own process group: kill(-pid) reaches everything
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -253,10 +280,11 @@ export function runInSandbox(spec: SandboxSpec): Promise<SandboxResult> {
       killGroup(); // leftovers that left the pid namespace's group (should be none)
       const sigNum = signal ? os.constants.signals[signal] ?? 0 : 0;
       const exitCode = code ?? (signal ? 128 + sigNum : null);
+      const io = ioSince(ioBefore);
       if (exitCode === SETUP_FAILED_EXIT && setupError) {
-        resolve({ exitCode, timedOut, setupError });
+        resolve({ exitCode, timedOut, setupError, io });
       } else {
-        resolve({ exitCode, timedOut });
+        resolve({ exitCode, timedOut, io });
       }
     });
   });

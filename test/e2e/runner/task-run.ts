@@ -442,7 +442,7 @@ export class TaskRunExecutor {
         }
       }
       this.out(`exit ${exitCode}${reason !== 'Completed' ? ` (${reason})` : ''} in ${finishedAt.getTime() - startedAt.getTime()} ms`, name);
-      records.push({ name, exitCode, reason, startedAt, finishedAt, uid: id.uid, gid: id.gid, groups: id.groups, log: lines.join('\n') });
+      records.push({ name, exitCode, reason, startedAt, finishedAt, uid: id.uid, gid: id.gid, groups: id.groups, log: lines.join('\n'), io: res.io });
     }
 
     const results = this.readResults(spec, dirs.results);

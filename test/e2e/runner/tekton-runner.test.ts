@@ -772,4 +772,28 @@ tasks:
     expect(r.status).toBe('Succeeded');
     expect(stepLog(r, 'fetch')).toBe('fixture for org/model');
   });
+
+  test('measures each step\'s storage writes: files on a volume count, tmpfs /tmp does not', async () => {
+    const r = await run([pipelineRun(`
+workspaces: [{ name: ws }]
+tasks:
+  - name: io
+    workspaces: [{ name: ws, workspace: ws }]
+    taskSpec:
+      workspaces: [{ name: ws }]
+      steps:
+        - { name: disk, image: busybox, script: "dd if=/dev/zero of=$(workspaces.ws.path)/f bs=1M count=8 2>/dev/null; sync" }
+        - { name: tmpfs, image: busybox, script: "dd if=/dev/zero of=/tmp/f bs=1M count=8 2>/dev/null" }
+`, `${FS_GROUP}
+workspaces:
+  - name: ws
+    volumeClaimTemplate: { spec: { accessModes: [ReadWriteOnce], resources: { requests: { storage: 1Gi } } } }
+`)]);
+    expect(r.status).toBe('Succeeded');
+    const [disk, tmpfs] = r.tasks.io.steps;
+    const MiB = 1024 * 1024;
+    expect(disk.io!.writeBytes).toBeGreaterThanOrEqual(8 * MiB);
+    expect(disk.io!.writeBytes).toBeLessThan(9 * MiB);
+    expect(tmpfs.io!.writeBytes).toBeLessThan(MiB);
+  });
 });

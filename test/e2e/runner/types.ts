@@ -79,6 +79,23 @@ export interface StepRecord {
   readonly groups?: number[];
   /** The step's output (stdout and stderr interleaved), without prefixes. */
   readonly log: string;
+  /** Storage I/O of the step's whole process tree (see SandboxIo); absent when it could not be read. */
+  readonly io?: StepIo;
+}
+
+/**
+ * Storage I/O of a step, from /proc/self/io of the runner before and after the step: Linux adds the counters of
+ * every reaped child (and theirs) to its parent's, so the difference is what the step's processes caused, plus the
+ * runner's own writes meanwhile (a few KB). Exact only when one step runs at a time (maxParallel 1, the default).
+ * Writes to tmpfs (the step's /tmp and root overlay) are not storage I/O and are not counted.
+ */
+export interface StepIo {
+  /** Bytes the step caused to be read from storage (page cache hits are not counted). */
+  readonly readBytes: number;
+  /** Bytes the step caused to be written to storage (counted when pages are dirtied). */
+  readonly writeBytes: number;
+  /** Of those, bytes never written because the file was truncated or deleted first. */
+  readonly cancelledWriteBytes: number;
 }
 
 export interface TaskRunRecord {

@@ -1,0 +1,358 @@
+/**
+ * Benchmark (`npm run bench`, not a test): build plus push to two local registries of a synthetic model, for three
+ * pipelines side by side in one run, each run by the e2e runner (test/e2e/runner) with the real tools:
+ *
+ * - `analysis`: the root-cause analysis's way, written here as plain Tekton YAML: buildah (vfs) from / copy /
+ *   commit / push to `oci-archive:` on the volume, `skopeo inspect` of the archive after the build, then each push
+ *   inspects and copies the archive (skopeo unpacks it to its temp dir, on the node's disk, every time);
+ * - `buildah-oci`: our pipeline with `ModelcarBuilder.buildah()` writing an `oci:` layout;
+ * - `layout`: our pipeline with the default OCI layout builder (run twice: the digest must repeat).
+ *
+ * Measured per pipeline over its build and push tasks (the download is the same HF hub stand-in for all three and
+ * is not counted): wall time (build start to last push end), bytes the steps wrote to storage (Linux I/O
+ * accounting of each step's process tree, runner/types.ts StepIo), and peak extra disk (du of the run's volumes,
+ * sampled every 250 ms, minus the size when the build started). The registries are separate processes: what they
+ * store is not counted for any pipeline.
+ *
+ * Options: --size-gib N (default 2), --files N (default 4 shards), --keep (leave the work dir).
+ * The last line printed is one JSON object with every figure.
+ *
+ * buildah runs as root and privileged in `analysis` and `buildah-oci` (as the privileged OpenShift Pipelines
+ * buildah tasks did): without SYS_ADMIN, buildah re-executes itself in a user namespace, which cannot be created
+ * inside the runner's chroot (unshare(CLONE_NEWUSER) gives EPERM there), and its copier needs SYS_CHROOT.
+ * Identity and capabilities do not change what is read or written. The layout builder runs as the OpenShift-like uid 1000970000 with no capability.
+ */
+import { execFileSync, spawn } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { ModelcarBuilder } from '../../src';
+import { FS_GROUP, NAMESPACE, repositoryOf, runModelcar, startWorld, stopWorld, synthesizePipeline, World } from '../e2e/modelcar/world';
+import { Manifest, RunPipelineResult } from '../e2e/runner/tekton-runner';
+import { writeSyntheticModel, SyntheticModel } from '../e2e/support/model-fixture';
+import { freshWorkDir } from '../e2e/support/tools';
+
+interface Figures {
+  readonly pipeline: string;
+  readonly status: string;
+  readonly wallSeconds: number;
+  readonly bytesWritten: number;
+  readonly bytesCancelled: number;
+  readonly peakExtraDiskBytes: number;
+  readonly writtenPerModelByte: number;
+  readonly digest: string;
+  readonly perTask: Record<string, { seconds: number; bytesWritten: number }>;
+}
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+const GiB = 1024 ** 3;
+const MEASURED = ['build-image', 'push-internal', 'push-quay'];
+
+/** The analysis's pipeline, as its YAML did it (paths, formats and tools), with env instead of inlined params. */
+function analysisManifests(world: World): Manifest[] {
+  const ws = '$(workspaces.source.path)';
+  const archive = `${ws}/oci/image.tar`;
+  const skopeo = 'registry.access.redhat.com/ubi9/skopeo';
+  const push = (name: string, registry: string) => ({
+    apiVersion: 'tekton.dev/v1',
+    kind: 'Task',
+    metadata: { name: `analysis-push-${name}` },
+    spec: {
+      workspaces: [{ name: 'source' }],
+      volumes: [
+        { name: 'tmp', emptyDir: {} },
+        { name: 'ca', configMap: { name: 'registry-ca' } },
+        { name: 'auth', secret: { secretName: `${name}-push` } },
+      ],
+      steps: [{
+        name: `push-${name}`,
+        image: skopeo,
+        env: [{ name: 'ARCHIVE', value: archive }, { name: 'DEST', value: `docker://${registry}:analysis` }],
+        volumeMounts: [{ name: 'tmp', mountPath: '/var/tmp' }, { name: 'ca', mountPath: '/etc/certs' }, { name: 'auth', mountPath: '/etc/auth' }],
+        script: `#!/bin/sh
+set -eu
+# The analysis: inspect the archive (debug/validation), then copy it. Each call unpacks the archive to its temp
+# dir (/var/tmp: the container's disk on the node), see test/e2e/support/skopeo.ts.
+skopeo --tmpdir /var/tmp inspect "oci-archive:\${ARCHIVE}" > /dev/null
+skopeo --tmpdir /var/tmp copy --quiet --dest-cert-dir /etc/certs --dest-authfile /etc/auth/.dockerconfigjson "oci-archive:\${ARCHIVE}" "\${DEST}"
+`,
+      }],
+    },
+  });
+  const build = {
+    apiVersion: 'tekton.dev/v1',
+    kind: 'Task',
+    metadata: { name: 'analysis-build-image' },
+    spec: {
+      workspaces: [{ name: 'source' }],
+      volumes: [
+        { name: 'containers', emptyDir: {} },
+        { name: 'tmp', emptyDir: {} },
+        { name: 'ca', configMap: { name: 'base-ca' } },
+        { name: 'auth', secret: { secretName: 'base-pull' } },
+      ],
+      steps: [
+        {
+          name: 'build-image',
+          image: 'registry.redhat.io/rhel9/buildah',
+          securityContext: { privileged: true },
+          env: [{ name: 'WS', value: ws }, { name: 'BASE', value: world.base.reference }, { name: 'TMPDIR', value: '/var/tmp' }],
+          volumeMounts: [{ name: 'containers', mountPath: '/var/lib/containers' }, { name: 'tmp', mountPath: '/var/tmp' }, { name: 'ca', mountPath: '/etc/certs' }, { name: 'auth', mountPath: '/etc/auth' }],
+          script: `#!/bin/sh
+set -eu
+set -- --storage-driver vfs --root /var/lib/containers/storage --runroot /var/lib/containers/run
+ctr=$(buildah "$@" from --quiet --cert-dir /etc/certs --authfile /etc/auth/.dockerconfigjson "docker://\${BASE}")
+buildah "$@" copy --quiet "\${ctr}" "\${WS}/model" /models
+buildah "$@" commit --quiet "\${ctr}" modelcar > /dev/null
+mkdir -p "\${WS}/oci"
+buildah "$@" push --quiet modelcar "oci-archive:\${WS}/oci/image.tar:latest"
+sync
+`,
+        },
+        {
+          name: 'validate',
+          image: skopeo,
+          env: [{ name: 'ARCHIVE', value: archive }],
+          volumeMounts: [{ name: 'tmp', mountPath: '/var/tmp' }],
+          script: `#!/bin/sh
+set -eu
+skopeo --tmpdir /var/tmp inspect --format '{{.Digest}}' "oci-archive:\${ARCHIVE}"
+`,
+        },
+      ],
+    },
+  };
+  const download = {
+    apiVersion: 'tekton.dev/v1',
+    kind: 'Task',
+    metadata: { name: 'analysis-download-model' },
+    spec: {
+      workspaces: [{ name: 'source' }],
+      results: [{ name: 'MODEL_RESOLVED_REVISION' }],
+      steps: [{
+        name: 'fetch',
+        image: 'registry.access.redhat.com/ubi9/python-312',
+        env: [{ name: 'MODEL_DIR', value: `${ws}/model` }, { name: 'RESOLVED_REVISION_FILE', value: '$(results.MODEL_RESOLVED_REVISION.path)' }],
+        script: 'replaced by the hub stand-in',
+      }],
+    },
+  };
+  const pipeline = {
+    apiVersion: 'tekton.dev/v1',
+    kind: 'Pipeline',
+    metadata: { name: 'analysis' },
+    spec: {
+      workspaces: [{ name: 'shared' }],
+      tasks: [
+        { name: 'download-model', taskRef: { name: 'analysis-download-model' }, workspaces: [{ name: 'source', workspace: 'shared' }] },
+        { name: 'build-image', taskRef: { name: 'analysis-build-image' }, runAfter: ['download-model'], workspaces: [{ name: 'source', workspace: 'shared' }] },
+        { name: 'push-internal', taskRef: { name: 'analysis-push-internal' }, runAfter: ['build-image'], workspaces: [{ name: 'source', workspace: 'shared' }] },
+        { name: 'push-quay', taskRef: { name: 'analysis-push-quay' }, runAfter: ['push-internal'], workspaces: [{ name: 'source', workspace: 'shared' }] },
+      ],
+    },
+  };
+  const run = {
+    apiVersion: 'tekton.dev/v1',
+    kind: 'PipelineRun',
+    metadata: { name: 'analysis', namespace: NAMESPACE },
+    spec: {
+      pipelineRef: { name: 'analysis' },
+      taskRunTemplate: { podTemplate: { securityContext: { fsGroup: FS_GROUP } } },
+      taskRunSpecs: [{ pipelineTaskName: 'build-image', podTemplate: { securityContext: { runAsUser: 0, fsGroup: FS_GROUP } } }],
+      workspaces: [{ name: 'shared', volumeClaimTemplate: { spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '10Gi' } } } } }],
+    },
+  };
+  return [download, build, push('internal', repositoryOf(world.internal)), push('quay', repositoryOf(world.quay)), pipeline, run];
+}
+
+/** Peak of `du -sb dir` sampled every 250 ms while `during` runs, minus the value at the first sample after `mark()`. */
+function sampleDisk(dir: string): { mark: () => void; stop: () => Promise<number> } {
+  let baseline: number | undefined;
+  let wantMark = false;
+  let peak = 0;
+  let stopped = false;
+  let busy: Promise<void> = Promise.resolve();
+  const du = () => new Promise<number>((resolve) => {
+    const p = spawn('du', ['-sb', dir], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    p.stdout.on('data', (b) => (out += b));
+    p.on('close', () => resolve(Number(out.split('\t')[0]) || 0));
+  });
+  const tick = async () => {
+    const v = await du();
+    if (wantMark) {
+      baseline = v;
+      wantMark = false;
+    }
+    if (baseline !== undefined) peak = Math.max(peak, v);
+  };
+  const timer = setInterval(() => {
+    if (!stopped) busy = busy.then(tick);
+  }, 250);
+  return {
+    mark: () => {
+      wantMark = true;
+    },
+    stop: async () => {
+      stopped = true;
+      clearInterval(timer);
+      await busy;
+      return baseline === undefined ? 0 : Math.max(0, peak - baseline);
+    },
+  };
+}
+
+interface MeasureExtra {
+  readonly taskRunSpecs?: any[];
+  readonly overrides?: (task: string, step: string, spec: any) => any | undefined;
+}
+
+async function measure(
+  world: World, name: string, manifests: Manifest[], runName: string, model: SyntheticModel, work: string, extra: MeasureExtra = {},
+): Promise<Figures> {
+  const runs = path.join(work, `runs-${name}`);
+  fs.mkdirSync(runs, { recursive: true });
+  const docs = extra.taskRunSpecs
+    ? manifests.map((d) => (d.kind === 'PipelineRun' && d.metadata.name === runName ? { ...d, spec: { ...d.spec, taskRunSpecs: extra.taskRunSpecs } } : d))
+    : manifests;
+  const disk = sampleDisk(runs);
+  const log = fs.createWriteStream(path.join(work, `${name}.log`));
+  let marked = false;
+  const r: RunPipelineResult = await runModelcar(world, {
+    manifests: docs,
+    pipelineRun: runName,
+    workDir: runs,
+    model,
+    overrides: extra.overrides,
+    log: (line) => {
+      log.write(`${line}\n`);
+      if (!marked && line.startsWith('[build-image/')) {
+        marked = true;
+        disk.mark();
+      }
+    },
+  });
+  const peak = await disk.stop();
+  log.end();
+  const tasks = MEASURED.map((t) => r.tasks[t]);
+  if (r.status !== 'Succeeded') {
+    throw new Error(`${name}: the pipeline failed (${r.reason}: ${r.message}); see ${path.join(work, `${name}.log`)}`);
+  }
+  const written = tasks.flatMap((t) => t.steps).reduce((a, s) => a + (s.io?.writeBytes ?? NaN), 0);
+  const cancelled = tasks.flatMap((t) => t.steps).reduce((a, s) => a + (s.io?.cancelledWriteBytes ?? NaN), 0);
+  const wall = (tasks[2].finishedAt!.getTime() - tasks[0].startedAt!.getTime()) / 1000;
+  const perTask: Figures['perTask'] = {};
+  for (const t of tasks) {
+    perTask[t.pipelineTask] = {
+      seconds: (t.finishedAt!.getTime() - t.startedAt!.getTime()) / 1000,
+      bytesWritten: t.steps.reduce((a, s) => a + (s.io?.writeBytes ?? NaN), 0),
+    };
+  }
+  const digest = execFileSync('skopeo', ['inspect', '--format', '{{.Digest}}', '--cert-dir', world.quay.certDir, '--authfile', world.quay.authFile,
+    `docker://${repositoryOf(world.quay)}:${name === 'analysis' ? 'analysis' : runName}`], { encoding: 'utf8' }).trim();
+  fs.rmSync(runs, { recursive: true, force: true });
+  return {
+    pipeline: name,
+    status: r.status,
+    wallSeconds: wall,
+    bytesWritten: written,
+    bytesCancelled: cancelled,
+    peakExtraDiskBytes: peak,
+    writtenPerModelByte: written / model.totalBytes,
+    digest,
+    perTask,
+  };
+}
+
+function gib(n: number): string {
+  return `${(n / GiB).toFixed(2)} GiB`;
+}
+
+async function main(): Promise<void> {
+  const sizeGiB = arg('--size-gib', 2);
+  const files = arg('--files', 4);
+  const work = freshWorkDir('bench');
+  const started = Date.now();
+  let world: World | undefined;
+  try {
+    world = await startWorld(work);
+    process.stderr.write(`writing a ${sizeGiB} GiB synthetic model (${files} shards)...\n`);
+    const model = await writeSyntheticModel(path.join(work, 'model'), { totalBytes: Math.round(sizeGiB * GiB), files });
+    const ours = (builder: ModelcarBuilder, dir: string) => synthesizePipeline(world!, path.join(work, dir), {
+      builder, runs: [{ name: 'bench-1', tags: ['bench-1'] }, { name: 'bench-2', tags: ['bench-2'] }],
+    });
+    const asRoot = [{ pipelineTaskName: 'build-image', podTemplate: { securityContext: { runAsUser: 0, fsGroup: FS_GROUP, fsGroupChangePolicy: 'OnRootMismatch' } } }];
+    const results: Figures[] = [];
+    const step = async (label: string, f: () => Promise<Figures>) => {
+      process.stderr.write(`running ${label}...\n`);
+      const fig = await f();
+      process.stderr.write(`  ${label}: ${fig.wallSeconds.toFixed(1)} s, wrote ${gib(fig.bytesWritten)}\n`);
+      results.push(fig);
+    };
+    await step('analysis', () => measure(world!, 'analysis', analysisManifests(world!), 'analysis', model, work));
+    await step('buildah-oci', () => measure(world!, 'buildah-oci', ours(ModelcarBuilder.buildah(), 'dist-buildah'), 'bench-1', model, work, {
+      taskRunSpecs: asRoot,
+      overrides: (task, stepName, spec) => (task === 'build-image' && stepName === 'build'
+        ? { ...spec, securityContext: { privileged: true } } : undefined),
+    }));
+    const layoutManifests = ours(ModelcarBuilder.ociLayout(), 'dist-layout');
+    await step('layout', () => measure(world!, 'layout', layoutManifests, 'bench-1', model, work));
+    // Same model again: the digest must repeat. Its pushes find every blob already in the registries (that is what
+    // a repeatable digest buys), so its time is not a fair comparison and is not used in the ratios.
+    await step('layout (again)', () => measure(world!, 'layout-again', layoutManifests, 'bench-2', model, work));
+
+    const [analysis, buildahOci, layout, again] = results;
+    const table = [
+      ['pipeline', 'wall s', 'written', 'written/model', 'peak extra disk', 'speedup vs analysis', 'written vs analysis'],
+      ...results.map((f) => [
+        f.pipeline, f.wallSeconds.toFixed(1), gib(f.bytesWritten), f.writtenPerModelByte.toFixed(3), gib(f.peakExtraDiskBytes),
+        `${(analysis.wallSeconds / f.wallSeconds).toFixed(2)}x`, `${(f.bytesWritten / analysis.bytesWritten).toFixed(3)}x`,
+      ]),
+    ];
+    const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
+    const cpu = os.cpus();
+    console.log(`machine: ${cpu.length} x ${cpu[0]?.model ?? 'cpu'}, ${gib(os.totalmem())} RAM, ${os.type()} ${os.release()}; model ${gib(model.totalBytes)} in ${model.files.length} files`);
+    for (const row of table) console.log(row.map((c, i) => c.padEnd(widths[i])).join('  '));
+    for (const f of results) {
+      console.log(`  ${f.pipeline}: ${Object.entries(f.perTask).map(([t, v]) => `${t} ${v.seconds.toFixed(1)} s / ${gib(v.bytesWritten)}`).join(', ')}`);
+    }
+    const summary = {
+      machine: { cpus: cpu.length, cpuModel: cpu[0]?.model, memBytes: os.totalmem(), kernel: os.release() },
+      modelBytes: model.totalBytes,
+      modelFiles: model.files.length,
+      pipelines: Object.fromEntries(results.map((f) => [f.pipeline, f])),
+      layout: {
+        writtenPerModelByte: layout.writtenPerModelByte,
+        speedupVsAnalysis: analysis.wallSeconds / layout.wallSeconds,
+        speedupVsBuildahOci: buildahOci.wallSeconds / layout.wallSeconds,
+        // The build task alone (the pushes are skopeo + registry in every pipeline).
+        buildSpeedupVsAnalysis: analysis.perTask['build-image'].seconds / layout.perTask['build-image'].seconds,
+        pushSecondsVsAnalysis: (layout.perTask['push-internal'].seconds + layout.perTask['push-quay'].seconds)
+          / (analysis.perTask['push-internal'].seconds + analysis.perTask['push-quay'].seconds),
+        writtenVsAnalysis: layout.bytesWritten / analysis.bytesWritten,
+        sameDigestTwice: layout.digest === again.digest,
+        digest: layout.digest,
+      },
+      targets: {
+        writtenPerModelByteAtMost1_05: layout.writtenPerModelByte <= 1.05,
+        speedupVsAnalysisAtLeast3_5: analysis.wallSeconds / layout.wallSeconds >= 3.5,
+        sameDigestTwice: layout.digest === again.digest,
+      },
+      totalSeconds: (Date.now() - started) / 1000,
+    };
+    console.log(JSON.stringify(summary));
+  } finally {
+    await stopWorld(world);
+    if (!process.argv.includes('--keep')) fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e instanceof Error ? e.stack ?? e.message : e);
+  process.exit(1);
+});
+

@@ -1,0 +1,374 @@
+/**
+ * End-to-end scenarios: the synthesized modelcar pipeline (the YAML users apply, default layout builder) run by
+ * test/e2e/runner with the real tools: skopeo, python3, coreutils, two docker-registry servers with TLS and
+ * htpasswd on 127.0.0.1, under the identities the YAML asks for (fsGroup 1000970000, OpenShift-like uid).
+ *
+ * Replaced, and named so: only the Hugging Face hub fetch (HF_HUB_STAND_IN in world.ts). Failures are staged at
+ * precise points with `wrapStep` (the staging is shell in the test; the step it wraps runs unchanged) or from
+ * outside (killing the builder, stopping a registry), then the pipeline's own checks must catch them.
+ *
+ * Missing tools or no root make the suite FAIL, never skip.
+ */
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { Size } from 'cdk8s';
+import { FS_GROUP, MODEL_COMMIT, repositoryOf, runModelcar, RunModelcarOptions, servedDigest, startWorld, stopWorld, synthesizePipeline, World, wrapStep } from './world';
+import { ModelcarBuilder } from '../../../src';
+import { RunPipelineResult, sandboxSupport } from '../runner/tekton-runner';
+import { describeModelDir, SyntheticModel, writeSyntheticModel } from '../support/model-fixture';
+import { makeCa } from '../support/registry';
+import { freshWorkDir, run } from '../support/tools';
+
+jest.setTimeout(300_000);
+
+let work: string;
+let world: World;
+let model: SyntheticModel;
+let bigModel: SyntheticModel;
+let manifests: any[];
+let claimManifests: any[];
+
+/** PipelineRun names (each synthesized with its own tag) */
+const RUNS = ['happy', 'stale-a', 'stale-b', 'perm-denied', 'perm-ok', 'corrupt', 'down', 'transient', 'bad-creds', 'bad-ca', 'killed', 'swapped', 'altered-blob'];
+
+function logTo(name: string): (line: string) => void {
+  const file = path.join(work, 'logs', `${name}.log`);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  return (line) => fs.appendFileSync(file, `${line}\n`);
+}
+
+async function runScenario(name: string, opts: Partial<RunModelcarOptions> = {}): Promise<RunPipelineResult> {
+  return runModelcar(world, {
+    manifests: opts.manifests ?? manifests,
+    pipelineRun: name,
+    workDir: path.join(work, 'runs'),
+    model: opts.model ?? model,
+    log: logTo(name),
+    ...opts,
+  });
+}
+
+function stepLog(r: RunPipelineResult, task: string, step: string): string {
+  return r.tasks[task]?.steps.find((s) => s.name === step)?.log ?? '';
+}
+
+/** Statuses of the pipeline's tasks in order, e.g. ['download-model:Succeeded', ...]. */
+function statuses(r: RunPipelineResult): string[] {
+  return ['download-model', 'build-image', 'push-internal', 'push-quay'].map((t) => `${t}:${r.tasks[t]?.status ?? 'NotRun'}`);
+}
+
+async function expectNothingPushed(tag: string): Promise<void> {
+  expect(await servedDigest(world.internal, `${repositoryOf(world.internal)}:${tag}`)).toBeUndefined();
+  expect(await servedDigest(world.quay, `${repositoryOf(world.quay)}:${tag}`)).toBeUndefined();
+}
+
+/** The host directory of the run's per-run folder on the shared volume (volumeClaimTemplate or claim). */
+function runDirs(root: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string, depth: number) => {
+    if (depth > 6 || !fs.existsSync(d)) return;
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      if (!e.isDirectory()) continue;
+      const p = path.join(d, e.name);
+      if (path.basename(d) === 'modelcar-runs') out.push(p);
+      else walk(p, depth + 1);
+    }
+  };
+  walk(root, 0);
+  return out;
+}
+
+/** The host directory of a run's folder on its volume (modelcar-runs/<PipelineRun uid>). */
+function runDirOf(r: RunPipelineResult, root = path.join(work, 'runs')): string {
+  const dir = runDirs(root).find((d) => path.basename(d) === r.pipelineRun.uid);
+  if (!dir) throw new Error(`no modelcar-runs/${r.pipelineRun.uid} under ${root}`);
+  return dir;
+}
+
+beforeAll(async () => {
+  const support = sandboxSupport();
+  if (!support.ok) throw new Error(`the e2e runner cannot run here: ${support.reason}`);
+  work = freshWorkDir('scenarios');
+  world = await startWorld(work);
+  // Three shards of ~10 MiB plus config, tokenizer and index: "a few tens of MB of safetensors-like files".
+  model = await writeSyntheticModel(path.join(work, 'model'), { totalBytes: 30 * 1024 * 1024, files: 3 });
+  bigModel = await writeSyntheticModel(path.join(work, 'big-model'), { totalBytes: 256 * 1024 * 1024, files: 1 });
+  // The layout builder (the default) with a 4 MiB threshold, so that the ~10 MiB shards get a layer each.
+  const builder = ModelcarBuilder.ociLayout({ largeFileThreshold: Size.mebibytes(4) });
+  manifests = synthesizePipeline(world, path.join(work, 'dist'), { builder, runs: RUNS.map((n) => ({ name: n, tags: [n, `${n}-alias`] })) });
+  claimManifests = synthesizePipeline(world, path.join(work, 'dist-claim'), { builder, runs: RUNS.map((n) => ({ name: n, tags: [n] })), existingClaim: 'models' });
+}, 120_000);
+
+afterAll(async () => {
+  await stopWorld(world);
+});
+
+describe('modelcar pipeline end to end (layout builder, the default)', () => {
+  test('1. happy path: download, build, both pushes; both registries serve the build\'s digest; /models comes back byte for byte', async () => {
+    const r = await runScenario('happy');
+    expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Succeeded']);
+    expect(r.status).toBe('Succeeded');
+    expect(stepLog(r, 'download-model', 'fetch')).toContain('HF_HUB_STAND_IN wrote');
+
+    const digest = r.tasks['build-image'].results.IMAGE_DIGEST;
+    expect(digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(r.results).toMatchObject({
+      INTERNAL_IMAGE_DIGEST: digest,
+      QUAY_IMAGE_DIGEST: digest,
+      INTERNAL_IMAGE_REF: `${repositoryOf(world.internal)}@${digest}`,
+      QUAY_IMAGE_REF: `${repositoryOf(world.quay)}@${digest}`,
+      MODEL_RESOLVED_REVISION: MODEL_COMMIT,
+      MODEL_SIZE: String(model.totalBytes),
+    });
+    for (const tag of ['happy', 'happy-alias']) {
+      expect(await servedDigest(world.internal, `${repositoryOf(world.internal)}:${tag}`)).toBe(digest);
+      expect(await servedDigest(world.quay, `${repositoryOf(world.quay)}:${tag}`)).toBe(digest);
+    }
+    // Serialized pushes: quay starts after internal finished.
+    expect(r.tasks['push-quay'].startedAt!.getTime()).toBeGreaterThanOrEqual(r.tasks['push-internal'].finishedAt!.getTime());
+    // The default build ran without buildah and without any added capability.
+    expect(r.tasks['build-image'].steps.map((s) => s.name)).toEqual(['debug', 'base', 'layers', 'verify', 'publish']);
+    expect(r.tasks['build-image'].steps.every((s) => s.uid === FS_GROUP && s.groups!.includes(FS_GROUP))).toBe(true);
+
+    // Pull it back from quay by digest and unpack it as a container runtime would.
+    const pulled = path.join(work, 'pulled');
+    await run('skopeo', ['copy', '--quiet', '--src-cert-dir', world.quay.certDir, '--src-authfile', world.quay.authFile,
+      `docker://${repositoryOf(world.quay)}@${digest}`, `oci:${pulled}:x`]);
+    const manifest = JSON.parse((await run('skopeo', ['inspect', '--raw', `oci:${pulled}:x`])).stdout);
+    const rootfs = path.join(work, 'rootfs');
+    fs.mkdirSync(rootfs);
+    for (const layer of manifest.layers) {
+      await run('tar', ['-xf', path.join(pulled, 'blobs', 'sha256', layer.digest.split(':')[1]), '-C', rootfs]);
+    }
+    const files = await describeModelDir(path.join(rootfs, 'models'));
+    expect(files).toEqual(model.files);
+    // What KServe needs of a modelcar: a shell, /models present and not empty, readable by an arbitrary uid.
+    const check = await run('chroot', ['--userspec=123456:123456', rootfs, '/bin/sh', '-c',
+      'test -d /models && [ -n "$(ls -A /models)" ] && cd /models && sha256sum *']);
+    expect(check.stdout.trim().split('\n')).toEqual(model.files.map((f) => `${f.sha256}  ${f.path}`));
+    const config = JSON.parse((await run('skopeo', ['inspect', '--config', `oci:${pulled}:x`])).stdout);
+    expect(config.config.Labels).toMatchObject({ 'io.kserve.modelcar.model': 'e2e-org/synthetic-model', 'io.kserve.modelcar.revision': MODEL_COMMIT });
+    expect(config.config.Entrypoint ?? null).toBeNull();
+  });
+
+  test('2. stale artifact on a reused volume: the new build fails midway, nothing is pushed, the log says why', async () => {
+    const claim = path.join(work, 'claim-models');
+    const a = await runScenario('stale-a', { manifests: claimManifests, claims: { models: claim } });
+    expect(a.status).toBe('Succeeded');
+    const oldDigest = a.tasks['build-image'].results.IMAGE_DIGEST;
+    const [oldRun] = runDirs(claim);
+    expect(fs.existsSync(path.join(oldRun, 'image', 'index.json'))).toBe(true);
+
+    // Run B on the same volume: a model shard changes on the volume after the download checked it (the build
+    // reads every byte against SHA256SUMS and fails after writing the first layers).
+    const b = await runScenario('stale-b', {
+      manifests: claimManifests,
+      claims: { models: claim },
+      overrides: (task, step, spec) => (task === 'build-image' && step === 'layers'
+        ? wrapStep(spec, { before: 'printf "corrupted" | dd of="${MODEL_DIR}/model-00003-of-00003.safetensors" bs=1 seek=4096 conv=notrunc 2>/dev/null' })
+        : undefined),
+    });
+    expect(statuses(b)).toEqual(['download-model:Succeeded', 'build-image:Failed', 'push-internal:Skipped', 'push-quay:Skipped']);
+    expect(b.status).toBe('Failed');
+    expect(stepLog(b, 'build-image', 'layers')).toMatch(/layer 3\/4: sha256:/);
+    expect(stepLog(b, 'build-image', 'layers')).toContain('model-00003-of-00003.safetensors does not match SHA256SUMS from the download');
+    await expectNothingPushed('stale-b');
+    // The old artifact is still on the volume, untouched, and was not pushed for run B; run B has no artifact.
+    const dirs = runDirs(claim);
+    expect(dirs).toHaveLength(2);
+    const newRun = dirs.find((d) => d !== oldRun)!;
+    expect(fs.existsSync(path.join(newRun, 'image'))).toBe(false);
+    expect(await servedDigest(world.quay, `${repositoryOf(world.quay)}:stale-a`)).toBe(oldDigest);
+  });
+
+  test('3. permission: a push task under another identity fails at the preamble, naming uid, groups, owner, group and mode; the generated securityContext passes', async () => {
+    // The seed's symptom A: a task with its own securityContext (no fsGroup) on a volume only the fsGroup may enter.
+    const seedLike = manifests.map((d) => (d.kind === 'PipelineRun' && d.metadata.name === 'perm-denied'
+      ? { ...d, spec: { ...d.spec, taskRunSpecs: [{ pipelineTaskName: 'push-internal', podTemplate: { securityContext: { runAsUser: 1001, runAsGroup: 1001 } } }] } }
+      : d));
+    const denied = await runScenario('perm-denied', { manifests: seedLike, freshVolumeMode: 0o770 });
+    expect(statuses(denied)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Failed', 'push-quay:Skipped']);
+    const debug = denied.tasks['push-internal'].steps[0];
+    expect(debug.name).toBe('debug');
+    expect(debug.exitCode).toBe(1);
+    expect(debug.log).toMatch(/cannot read \/workspace\/source: this task runs as uid 1001, gid 1001, groups 1001; the file has owner \S+ \(uid 0\), group \S+ \(gid 1000970000\), mode drwxrws---/);
+    expect(debug.log).toContain('Likely fix: run every task under the same fsGroup');
+    expect(denied.tasks['push-internal'].steps.find((s) => s.name === 'push')!.reason).not.toBe('Completed');
+    await expectNothingPushed('perm-denied');
+
+    const ok = await runScenario('perm-ok', { freshVolumeMode: 0o770 });
+    expect(statuses(ok)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Succeeded']);
+    expect(ok.tasks['push-internal'].steps[0].log).toContain(`artifact is readable by uid ${FS_GROUP}`);
+  });
+
+  test('4. corrupt artifact (a truncated blob): validation fails before any push', async () => {
+    const r = await runScenario('corrupt', {
+      overrides: (task, step, spec) => (task === 'build-image' && step === 'layers'
+        // after the layers are written: cut the largest blob in half (a full disk, a crashed writer)
+        ? wrapStep(spec, { after: 'f=$(ls -S "${LAYOUT}"/blobs/sha256/* | head -n 1); truncate -s "$(( $(stat -c %s "$f") / 2 ))" "$f"; echo "E2E truncated $f"' })
+        : undefined),
+    });
+    expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Failed', 'push-internal:Skipped', 'push-quay:Skipped']);
+    expect(stepLog(r, 'build-image', 'verify')).toMatch(/the built artifact is not valid: blob sha256:[0-9a-f]{64} has \d+ bytes, its descriptor says \d+: the artifact is truncated or corrupt/);
+    expect(r.tasks['build-image'].results.IMAGE_DIGEST).toBeUndefined();
+    await expectNothingPushed('corrupt');
+    // Why the verify step exists: skopeo inspect (the analysis's validation) accepts the truncated layout.
+    const partial = path.join(runDirOf(r), '.image.partial');
+    const inspect = await run('skopeo', ['inspect', `oci:${partial}:modelcar`], { allowFailure: true });
+    expect(inspect.code).toBe(0);
+    expect(fs.existsSync(path.join(runDirOf(r), 'image'))).toBe(false);
+  });
+
+  test('5a. registry down: the push retries a bounded number of times, then fails clearly; nothing partial counts as success', async () => {
+    await world.quay.stop();
+    try {
+      const r = await runScenario('down');
+      expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Failed']);
+      const push = stepLog(r, 'push-quay', 'push');
+      expect(push).toContain('connection refused');
+      expect(push).toContain('cannot reach the registry (after 3 retries)');
+      expect(push.match(/retrying/gi)?.length).toBe(3);
+      expect(r.status).toBe('Failed');
+      expect(r.tasks['push-quay'].results).toEqual({});
+      expect(Object.keys(r.results).filter((k) => /^QUAY_/.test(k))).toEqual([]);
+    } finally {
+      await world.quay.restart();
+    }
+    expect(await servedDigest(world.quay, `${repositoryOf(world.quay)}:down`)).toBeUndefined();
+  });
+
+  test('5b. registry back during the retries: the push succeeds', async () => {
+    await world.quay.stop();
+    let restarted: Promise<void> | undefined;
+    const log = logTo('transient');
+    const r = await runScenario('transient', {
+      log: (line) => {
+        log(line);
+        // skopeo's first attempt fails at once; the registry is back about a second later, within the retries.
+        if (!restarted && /^\[push-quay\/push\] copying to docker:/.test(line)) {
+          restarted = new Promise((resolve) => setTimeout(resolve, 300)).then(() => world.quay.restart());
+        }
+      },
+    });
+    await restarted;
+    expect(restarted).toBeDefined();
+    expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Succeeded']);
+    expect(stepLog(r, 'push-quay', 'push')).toMatch(/retrying/i);
+    expect(await servedDigest(world.quay, `${repositoryOf(world.quay)}:transient`)).toBe(r.tasks['build-image'].results.IMAGE_DIGEST);
+  });
+
+  test('5c. wrong credentials: the push fails at once with what to fix; the earlier push stays, the run fails', async () => {
+    const wrong = { '.dockerconfigjson': JSON.stringify({ auths: { [world.quay.host]: { auth: Buffer.from('robot:wrong-password').toString('base64') } } }) };
+    const r = await runScenario('bad-creds', { secrets: { 'quay-push': wrong } });
+    expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Failed']);
+    const push = stepLog(r, 'push-quay', 'push');
+    expect(push).toContain('unauthorized: authentication required');
+    expect(push).toContain('the registry refused the credentials');
+    expect(push).not.toMatch(/retrying/i);
+    expect(r.status).toBe('Failed');
+    expect(r.results.QUAY_IMAGE_DIGEST).toBeUndefined();
+    expect(await servedDigest(world.quay, `${repositoryOf(world.quay)}:bad-creds`)).toBeUndefined();
+  });
+
+  test('5d. untrusted TLS: the push fails with what to fix (TLS verification stays on)', async () => {
+    const other = await makeCa(path.join(work, 'other-ca'), { commonName: 'not the registry CA' });
+    const r = await runScenario('bad-ca', { configMaps: { 'registry-ca': { 'ca.crt': fs.readFileSync(other.certPath, 'utf8') } } });
+    expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Failed', 'push-quay:Skipped']);
+    const push = stepLog(r, 'push-internal', 'push');
+    expect(push).toContain('x509: certificate signed by unknown authority');
+    expect(push).toContain('the registry\'s TLS certificate is not trusted: give the push target the CA that signed it');
+    expect(push).not.toMatch(/retrying/i);
+    await expectNothingPushed('bad-ca');
+  });
+
+  test('6. build killed midway: no artifact under its final name, nothing pushed', async () => {
+    const runsDir = path.join(work, 'runs');
+    let killed = '';
+    const watcher = setInterval(() => {
+      if (killed) return;
+      for (const d of runDirs(runsDir)) {
+        const blobs = path.join(d, '.image.partial', 'blobs', 'sha256');
+        if (!fs.existsSync(blobs)) continue;
+        const partial = fs.readdirSync(blobs).find((f) => f.startsWith('.tmp-layer') && fs.statSync(path.join(blobs, f)).size > 8 * 1024 * 1024);
+        if (!partial) continue;
+        // SIGKILL the builder (an OOM kill or an eviction), found by its script argument.
+        for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+          try {
+            const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+            if (cmd.includes('python3') && cmd.includes('/tekton/scripts/')) {
+              process.kill(Number(pid), 'SIGKILL');
+              killed = `${pid} while writing ${partial}`;
+            }
+          } catch {
+            // the process is gone
+          }
+        }
+      }
+    }, 10);
+    let r: RunPipelineResult;
+    try {
+      r = await runScenario('killed', { model: bigModel });
+    } finally {
+      clearInterval(watcher);
+    }
+    expect(killed).not.toBe('');
+    expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Failed', 'push-internal:Skipped', 'push-quay:Skipped']);
+    expect(r.tasks['build-image'].steps.find((s) => s.name === 'layers')!.exitCode).toBe(137);
+    const dir = runDirOf(r);
+    expect(fs.readdirSync(path.join(dir, '.image.partial', 'blobs', 'sha256')).filter((f) => f.startsWith('.tmp-layer'))).toHaveLength(1);
+    expect(fs.existsSync(path.join(dir, 'image'))).toBe(false);
+    await expectNothingPushed('killed');
+  });
+
+  /**
+   * Runs `stage(artifactDir)` on the host the moment the build has published its digest (the publish step's last
+   * log line), before any push task starts: like another pod writing to the same volume (the seed's failure B).
+   */
+  function afterPublish(name: string, stage: (artifact: string) => void): (line: string) => void {
+    const log = logTo(name);
+    return (line) => {
+      log(line);
+      const published = /^\[build-image\/publish\] published oci:\/workspace\/source\/modelcar-runs\/([0-9a-f-]+)\/image:/.exec(line);
+      if (published) {
+        const dir = runDirs(path.join(work, 'runs')).find((d) => path.basename(d) === published[1])!;
+        stage(path.join(dir, 'image'));
+        log(`E2E staged a change to ${dir}/image`);
+      }
+    };
+  }
+
+  test('7a. content changed between build and push (another image under the artifact\'s name): detected, nothing pushed', async () => {
+    const r = await runScenario('swapped', {
+      log: afterPublish('swapped', (artifact) => {
+        // A different, valid image now sits under the artifact's name (the base image, copied over it).
+        execFileSync('skopeo', ['copy', '--quiet', '--src-cert-dir', world.internal.certDir, '--src-authfile', world.internal.authFile,
+          `docker://${world.base.reference}`, `oci:${artifact}:modelcar`]);
+      }),
+    });
+    expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Failed', 'push-quay:Skipped']);
+    const digest = r.tasks['build-image'].results.IMAGE_DIGEST;
+    expect(stepLog(r, 'push-internal', 'push')).toContain(`the artifact's digest ${world.base.digest} differs from the digest the build published ${digest}: refusing to push stale or foreign content`);
+    await expectNothingPushed('swapped');
+  });
+
+  test('7b. a layer altered in place after the build (same size, same manifest): skopeo refuses it while uploading, the run fails', async () => {
+    // A model of its own: layers the registries already hold (same model, same digests) are never uploaded again.
+    const fresh = await writeSyntheticModel(path.join(work, 'model-altered'), { totalBytes: 12 * 1024 * 1024, files: 2, seed: 'altered-blob' });
+    const r = await runScenario('altered-blob', {
+      model: fresh,
+      log: afterPublish('altered-blob', (artifact) => {
+        const blobs = path.join(artifact, 'blobs', 'sha256');
+        const largest = fs.readdirSync(blobs).map((f) => path.join(blobs, f)).sort((a, b) => fs.statSync(b).size - fs.statSync(a).size)[0];
+        const fd = fs.openSync(largest, 'r+');
+        fs.writeSync(fd, Buffer.from('altered'), 0, 7, 1024);
+        fs.closeSync(fd);
+      }),
+    });
+    expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Failed', 'push-quay:Skipped']);
+    const push = stepLog(r, 'push-internal', 'push');
+    expect(push).toMatch(/Digest did not match, expected sha256:[0-9a-f]{64}, got sha256:[0-9a-f]{64}/);
+    expect(push).toContain('a blob of the artifact no longer matches its digest: the artifact changed after the build');
+    await expectNothingPushed('altered-blob');
+  });
+});
