@@ -20,7 +20,10 @@ export class ModelcarImages {
     'registry.redhat.io/rhel9/buildah',
     'sha256:2347646db766dad7d85dfa9226e185e1d4de5defe26e28f4e7ca0d09b19e1bef');
 
-  /** UBI 9 Python 3.12: runs the stdlib-only Hugging Face fetch (no pip at run time). */
+  /**
+   * UBI 9 Python 3.12: runs the stdlib-only scripts (no pip at run time): the Hugging Face
+   * fetch, the OCI layout builder and the artifact verification.
+   */
   public static readonly PYTHON = ImageReference.fromDigest(
     'registry.access.redhat.com/ubi9/python-312',
     'sha256:83b01cf47b22e6ce98a0a4802772fb3d4b7e32280e3a1b7ffcd785e01956e1cb');

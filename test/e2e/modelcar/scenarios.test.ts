@@ -30,7 +30,7 @@ let manifests: any[];
 let claimManifests: any[];
 
 /** PipelineRun names (each synthesized with its own tag) */
-const RUNS = ['happy', 'stale-a', 'stale-b', 'perm-denied', 'perm-ok', 'corrupt', 'down', 'transient', 'bad-creds', 'bad-ca', 'killed', 'swapped', 'altered-blob'];
+const RUNS = ['happy', 'stale-a', 'stale-b', 'perm-denied', 'perm-ok', 'corrupt', 'down', 'transient', 'bad-creds', 'bad-ca', 'killed', 'swapped', 'altered-blob', 'repeat-1', 'repeat-2'];
 
 function logTo(name: string): (line: string) => void {
   const file = path.join(work, 'logs', `${name}.log`);
@@ -245,9 +245,10 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     const r = await runScenario('transient', {
       log: (line) => {
         log(line);
-        // skopeo's first attempt fails at once; the registry is back about a second later, within the retries.
+        // skopeo's first attempt fails at once (connection refused) and its first retry comes 1 s later: the
+        // registry is back 0.8 s after the copy starts, in between. The log must show that retry.
         if (!restarted && /^\[push-quay\/push\] copying to docker:/.test(line)) {
-          restarted = new Promise((resolve) => setTimeout(resolve, 300)).then(() => world.quay.restart());
+          restarted = new Promise((resolve) => setTimeout(resolve, 800)).then(() => world.quay.restart());
         }
       },
     });
@@ -370,5 +371,15 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     expect(push).toMatch(/Digest did not match, expected sha256:[0-9a-f]{64}, got sha256:[0-9a-f]{64}/);
     expect(push).toContain('a blob of the artifact no longer matches its digest: the artifact changed after the build');
     await expectNothingPushed('altered-blob');
+  });
+
+  test('8. the same model twice gives the same manifest digest (fresh volumes, separate runs)', async () => {
+    const first = await runScenario('repeat-1');
+    const second = await runScenario('repeat-2');
+    expect([first.status, second.status]).toEqual(['Succeeded', 'Succeeded']);
+    const digest = first.tasks['build-image'].results.IMAGE_DIGEST;
+    expect(second.tasks['build-image'].results.IMAGE_DIGEST).toBe(digest);
+    expect(first.pipelineRun.uid).not.toBe(second.pipelineRun.uid);
+    expect(await servedDigest(world.quay, `${repositoryOf(world.quay)}:repeat-2`)).toBe(digest);
   });
 });
