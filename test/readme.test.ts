@@ -1,6 +1,7 @@
 /**
- * The README's shortest example, run as written: only the package import is pointed at src/ and the App is
- * given an output folder. Its manifests must validate against the Tekton schemas and pass shellcheck.
+ * The README's examples, run as written: only the package import is pointed at src/ and the App is given an
+ * output folder (the modelcar example shows a body only: its imports, App and Chart are added around it).
+ * Their manifests must validate against the Tekton schemas and pass shellcheck.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -10,37 +11,56 @@ import { expectShellcheckClean } from './support/shellcheck';
 import { expectValidTektonManifests } from './support/tekton-schema';
 
 const root = path.resolve(__dirname, '..');
+const src = JSON.stringify(path.join(root, 'src'));
 
 function exampleAfter(heading: string): string {
   const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
   const at = readme.indexOf(heading);
-  expect(at).toBeGreaterThanOrEqual(0);
+  if (at < 0) throw new Error(`README has no "${heading}"`);
   const block = /```ts\n([\s\S]*?)```/.exec(readme.slice(at));
   if (!block) throw new Error(`no ts block after ${heading}`);
   return block[1];
 }
 
-test('the shortest working example synthesizes valid Tekton v1 manifests', () => {
-  const source = exampleAfter('## The shortest working example');
-  expect(source).toContain("from 'cdk8s-modelcar-tekton'");
-  expect(source).toContain('new App()');
-  const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'readme-example-'));
+/** Writes `source(outdir)` to a file, runs it, and returns the documents it synthesized, validated. */
+function runExample(name: string, source: (outdir: string) => string): any[] {
+  const outdir = fs.mkdtempSync(path.join(os.tmpdir(), `readme-${name}-`));
   const dir = path.join(root, '.e2e-work', 'readme');
   fs.mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, 'example.ts');
-  fs.writeFileSync(file, source
-    .replace("from 'cdk8s-modelcar-tekton'", `from ${JSON.stringify(path.join(root, 'src'))}`)
-    .replace('new App()', `new App({ outdir: ${JSON.stringify(outdir)} })`));
+  const file = path.join(dir, `${name}.ts`);
+  fs.writeFileSync(file, source(JSON.stringify(outdir)));
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     jest.isolateModules(() => require(file));
     const docs = fs.readdirSync(outdir).flatMap((f) => yaml.loadAll(fs.readFileSync(path.join(outdir, f), 'utf8')) as any[]);
-    expect(docs.map((d) => `${d.kind}/${d.metadata.name}`)).toEqual(['Task/greet', 'Pipeline/hello', 'PipelineRun/hello-run']);
     expectValidTektonManifests(docs);
     expectShellcheckClean(docs);
-    const pipeline = docs.find((d) => d.kind === 'Pipeline');
-    expect(pipeline.spec.tasks[0].params).toEqual([{ name: 'who', value: '$(params.name)' }]);
+    return docs;
   } finally {
     fs.rmSync(outdir, { recursive: true, force: true });
   }
+}
+
+test('the shortest working example synthesizes valid Tekton v1 manifests', () => {
+  const example = exampleAfter('## The shortest working example');
+  expect(example).toContain("from 'cdk8s-modelcar-tekton'");
+  expect(example).toContain('new App()');
+  const docs = runExample('example', (outdir) => example
+    .replace("from 'cdk8s-modelcar-tekton'", `from ${src}`)
+    .replace('new App()', `new App({ outdir: ${outdir} })`));
+  expect(docs.map((d) => `${d.kind}/${d.metadata.name}`)).toEqual(['Task/greet', 'Pipeline/hello', 'PipelineRun/hello-run']);
+  expect(docs.find((d) => d.kind === 'Pipeline').spec.tasks[0].params).toEqual([{ name: 'who', value: '$(params.name)' }]);
+});
+
+test('the modelcar pipeline example synthesizes valid manifests', () => {
+  const body = exampleAfter('## The modelcar pipeline');
+  const docs = runExample('modelcar', (outdir) => [
+    "import { App, Chart, Duration, Size } from 'cdk8s';",
+    `import { ModelcarPipeline, PushTarget, RegistryCredentials } from ${src};`,
+    `const app = new App({ outdir: ${outdir} });`,
+    "const chart = new Chart(app, 'demo');",
+    body,
+    'app.synth();',
+  ].join('\n'));
+  expect(docs.filter((d) => d.kind === 'PipelineRun').map((d) => d.spec.timeouts.pipeline)).toEqual(['2h30m0s']);
 });

@@ -15,6 +15,9 @@ export function buildDefaultApp(): App {
 
   const modelcar = new ModelcarPipeline(chart, 'modelcar', {
     name: 'modelcar-pipeline',
+    // The layout builder writes the 14 GB quantized model in minutes: 30 minutes of build
+    // leaves room and keeps download 1 h + build + two 30 min pushes within its 2 h 30 run.
+    buildTimeout: Duration.minutes(30),
     pushTargets: [
       PushTarget.openshiftInternal({ namespace: NAMESPACE, repository: 'mistral-small-24b' }),
       PushTarget.quay({

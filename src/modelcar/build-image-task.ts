@@ -2,7 +2,7 @@ import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ArtifactFormat } from './artifact-format';
 import { ModelcarBuilder, ModelcarBuilderKind } from './builder';
-import { addPreamble, addRunId, artifactPath, runDir, SOURCE_WORKSPACE } from './common';
+import { addPreamble, addRegistryAccess, addRunId, artifactPath, runDir, SOURCE_WORKSPACE } from './common';
 import { ImageReference } from './image-reference';
 import { ModelcarImages } from './images';
 import { RegistryCredentials, RegistryTrust } from './push-target';
@@ -61,6 +61,13 @@ export interface BuildImageTaskProps {
    * @default ModelcarBuilder.ociLayout()
    */
   readonly builder?: ModelcarBuilder;
+
+  /**
+   * The image of the verify step (Python 3 standard library).
+   *
+   * @default the layout builder's image, or ModelcarImages.PYTHON with buildah
+   */
+  readonly pythonImage?: ImageReference;
 
   /**
    * The image of the preamble, base copy and validation steps (needs skopeo).
@@ -129,23 +136,15 @@ export class BuildImageTask extends Construct {
     // skopeo's and buildah's temporary files go to an emptyDir, never to the shared volume.
     const scratch = this.task.addVolume(TaskVolume.emptyDir('scratch'));
     const scratchMounts = [{ volume: scratch, mountPath: SCRATCH }];
+    const access = addRegistryAccess(this.task, {
+      trust, credentials, prefix: 'base', mountPrefix: '/etc/modelcar/base-', certDirEnv: 'BASE_CERT_DIR', authFileEnv: 'BASE_AUTHFILE',
+    });
     const pull: Record<string, kplus.EnvValue> = {
       BASE_IMAGE: kplus.EnvValue.fromValue((props.baseImage ?? ModelcarImages.BASE).toString()),
       TLS_VERIFY: kplus.EnvValue.fromValue(String(trust.tlsVerify)),
+      ...access.env,
     };
-    const pullMounts = [...scratchMounts];
-    if (trust.configMapName || trust.secretName) {
-      const v = this.task.addVolume(trust.configMapName
-        ? TaskVolume.configMap('base-ca', trust.configMapName)
-        : TaskVolume.secret('base-ca', trust.secretName!));
-      pullMounts.push({ volume: v, mountPath: '/etc/modelcar/base-certs' });
-      pull.BASE_CERT_DIR = kplus.EnvValue.fromValue('/etc/modelcar/base-certs');
-    }
-    if (credentials.secretName) {
-      const v = this.task.addVolume(TaskVolume.secret('base-auth', credentials.secretName));
-      pullMounts.push({ volume: v, mountPath: '/etc/modelcar/base-auth' });
-      pull.BASE_AUTHFILE = kplus.EnvValue.fromValue('/etc/modelcar/base-auth/.dockerconfigjson');
-    }
+    const pullMounts = [...scratchMounts, ...access.mounts];
     const model = {
       MODEL_DIR: kplus.EnvValue.fromValue(`${run}/model`),
       MODEL_REPO: this.modelRepo.envValue(),
@@ -201,7 +200,7 @@ export class BuildImageTask extends Construct {
     }
     this.task.addStep({
       name: 'verify',
-      image: (this.builder.kind === ModelcarBuilderKind.OCI_LAYOUT ? this.builder.image : ModelcarImages.PYTHON).toString(),
+      image: (props.pythonImage ?? (this.builder.kind === ModelcarBuilderKind.OCI_LAYOUT ? this.builder.image : ModelcarImages.PYTHON)).toString(),
       env: {
         ARTIFACT_FORMAT: kplus.EnvValue.fromValue(this.artifactFormat),
         ARTIFACT_TMP: kplus.EnvValue.fromValue(tmp),

@@ -1,8 +1,10 @@
 import * as kplus from 'cdk8s-plus-28';
 import { ArtifactFormat } from './artifact-format';
 import { ImageReference } from './image-reference';
+import { RegistryCredentials, RegistryTrust } from './push-target';
 import { loadScript } from './scripts';
 import { Param } from '../tekton/params';
+import { TaskVolume, VolumeMount } from '../tekton/step';
 import { Task } from '../tekton/task';
 import { Workspace } from '../tekton/workspaces';
 
@@ -56,4 +58,49 @@ export function addPreamble(task: Task, ws: Workspace, runId: Param, image: Imag
     env.REQUIRE_READABLE = kplus.EnvValue.fromValue('true');
   }
   task.addStep({ name: 'debug', image: image.toString(), env, script: loadScript('preamble.sh') });
+}
+
+/** What a step needs to reach a registry: its mounts and env. @internal */
+export interface RegistryAccess {
+  readonly mounts: VolumeMount[];
+  /** CERT_DIR-like and AUTHFILE-like variables, under the names asked for. */
+  readonly env: Record<string, kplus.EnvValue>;
+}
+
+/**
+ * Adds the volumes that give a step a registry's CA (ConfigMap or Secret, as a cert dir:
+ * skopeo and buildah trust every `*.crt` in it) and its docker config Secret (as an
+ * authfile), and returns the mounts and env for the step. Nothing is added for the
+ * system CAs or the service account's credentials.
+ *
+ * @internal
+ */
+export function addRegistryAccess(task: Task, opts: {
+  trust: RegistryTrust;
+  credentials: RegistryCredentials;
+  /** Volume name prefix, e.g. 'registry' or 'base'. */
+  prefix: string;
+  /** Mount directory prefix, e.g. '/etc/modelcar/base-'. */
+  mountPrefix: string;
+  certDirEnv: string;
+  authFileEnv: string;
+}): RegistryAccess {
+  const mounts: VolumeMount[] = [];
+  const env: Record<string, kplus.EnvValue> = {};
+  const { trust, credentials } = opts;
+  if (trust.configMapName || trust.secretName) {
+    const v = task.addVolume(trust.configMapName
+      ? TaskVolume.configMap(`${opts.prefix}-ca`, trust.configMapName)
+      : TaskVolume.secret(`${opts.prefix}-ca`, trust.secretName!));
+    const dir = `${opts.mountPrefix}certs`;
+    mounts.push({ volume: v, mountPath: dir, readOnly: true });
+    env[opts.certDirEnv] = kplus.EnvValue.fromValue(dir);
+  }
+  if (credentials.secretName) {
+    const v = task.addVolume(TaskVolume.secret(`${opts.prefix}-auth`, credentials.secretName));
+    const dir = `${opts.mountPrefix}auth`;
+    mounts.push({ volume: v, mountPath: dir, readOnly: true });
+    env[opts.authFileEnv] = kplus.EnvValue.fromValue(`${dir}/.dockerconfigjson`);
+  }
+  return { mounts, env };
 }

@@ -102,6 +102,22 @@ export interface ModelcarPipelineProps {
    * @default Duration.hours(1)
    */
   readonly buildTimeout?: Duration;
+
+  /**
+   * The image of the shell and skopeo steps (preambles, checksums, base copy, publish,
+   * pushes): set it to a mirror in a disconnected cluster.
+   *
+   * @default ModelcarImages.SKOPEO
+   */
+  readonly toolsImage?: ImageReference;
+
+  /**
+   * The image of the Python steps (Hugging Face fetch, verification, and the layout
+   * builder unless `builder` names its own).
+   *
+   * @default ModelcarImages.PYTHON
+   */
+  readonly pythonImage?: ImageReference;
 }
 
 /**
@@ -189,9 +205,11 @@ export interface ModelcarRunOptions {
   readonly serviceAccountName?: string;
 
   /**
-   * The whole run's timeout.
+   * The whole run's timeout. It must cover the pipeline's task timeouts in a row
+   * (download, build, then the pushes: `ModelcarPipeline.tasksTimeout`), or Tekton could
+   * stop a task before its own timeout: a shorter one fails at synth.
    *
-   * @default Duration.hours(2)
+   * @default the pipeline's tasksTimeout
    */
   readonly timeout?: Duration;
 
@@ -222,6 +240,11 @@ export class ModelcarPipeline extends Construct {
   public readonly downloadTask: PipelineTask;
   /** The pipeline task of the build. */
   public readonly buildTask: PipelineTask;
+  /**
+   * How long the modelcar tasks may take in a row: download, build, then the pushes
+   * (the longest one with parallelPushes). A run's timeout must be at least this.
+   */
+  public readonly tasksTimeout: Duration;
   /** The pipeline tasks of the pushes, in order. */
   public readonly pushTasks: PipelineTask[];
   /** The shared workspace. */
@@ -256,6 +279,8 @@ export class ModelcarPipeline extends Construct {
 
     this.downloadModel = new DownloadModelTask(this, 'DownloadModel', {
       name: `${name}-download-model`,
+      fetchImage: props.pythonImage,
+      toolsImage: props.toolsImage,
       tokenSecretName: props.huggingFaceTokenSecret,
       hubEndpoint: props.huggingFaceEndpoint,
     });
@@ -265,10 +290,12 @@ export class ModelcarPipeline extends Construct {
       baseImageTrust: props.baseImageTrust,
       baseImageCredentials: props.baseImageCredentials,
       artifactFormat: format,
-      builder: props.builder,
+      builder: props.builder ?? (props.pythonImage ? ModelcarBuilder.ociLayout({ image: props.pythonImage }) : undefined),
+      toolsImage: props.toolsImage,
+      pythonImage: props.pythonImage,
     });
     this.pushes = props.pushTargets.map((target) => new PushTask(this, `Push-${target.name}`, {
-      name: `${name}-push-${target.name}`, target, artifactFormat: format,
+      name: `${name}-push-${target.name}`, target, artifactFormat: format, toolsImage: props.toolsImage,
     }));
 
     this.pipeline = new Pipeline(this, 'Pipeline', {
@@ -282,6 +309,8 @@ export class ModelcarPipeline extends Construct {
     this.imageTags = this.pipeline.addParam('IMAGE_TAGS', { description: 'Space-separated tags pushed to every target' });
     this.workspace = this.pipeline.addWorkspace('shared', { description: 'The run\'s volume: model, artifact' });
 
+    const downloadTimeout = props.downloadTimeout ?? Duration.hours(1);
+    const buildTimeout = props.buildTimeout ?? Duration.hours(1);
     // Every task works in modelcar-runs/<PipelineRun uid>/ on the shared volume.
     const runId = ParamValue.string('$(context.pipelineRun.uid)');
     this.downloadTask = this.pipeline.addTask('download-model', {
@@ -294,7 +323,7 @@ export class ModelcarPipeline extends Construct {
         RUN_ID: runId,
       },
       workspaces: { source: this.workspace },
-      timeout: props.downloadTimeout ?? Duration.hours(1),
+      timeout: downloadTimeout,
     });
     this.buildTask = this.pipeline.addTask('build-image', {
       task: this.buildImage.task,
@@ -305,7 +334,7 @@ export class ModelcarPipeline extends Construct {
       },
       workspaces: { source: this.workspace },
       runAfter: [this.downloadTask],
-      timeout: props.buildTimeout ?? Duration.hours(1),
+      timeout: buildTimeout,
     });
 
     this.pushTasks = [];
@@ -329,6 +358,9 @@ export class ModelcarPipeline extends Construct {
       this.pipeline.addResult(`${prefix}_IMAGE_DIGEST`, { value: t.result('IMAGE_DIGEST'), description: `Digest served by ${push.target.repository}` });
       this.pipeline.addResult(`${prefix}_IMAGE_REF`, { value: t.result('IMAGE_REF'), description: `Image by digest at ${push.target.repository}` });
     }
+    const pushSeconds = this.pushes.map((push) => push.target.timeout.toSeconds());
+    this.tasksTimeout = Duration.seconds(downloadTimeout.toSeconds() + buildTimeout.toSeconds()
+      + (this.parallelPushes ? Math.max(...pushSeconds) : pushSeconds.reduce((a, b) => a + b, 0)));
     this.pipeline.addResult('MODEL_RESOLVED_REVISION', { value: this.downloadTask.result('MODEL_RESOLVED_REVISION'), description: 'The model commit packaged' });
     this.pipeline.addResult('MODEL_SIZE', { value: this.downloadTask.result('MODEL_SIZE'), description: 'The model size in bytes' });
   }
@@ -381,9 +413,13 @@ export class ModelcarPipelineRun extends Construct {
       throw new Error(`${where}: revision "${model.revision}" is invalid: give a branch, tag or commit sha`);
     }
     const storage = props.storage ?? Size.gibibytes(100);
-    const timeout = props.timeout ?? Duration.hours(2);
-
     const p = props.pipeline;
+    const timeout = props.timeout ?? p.tasksTimeout;
+    if (timeout.toSeconds() < p.tasksTimeout.toSeconds()) {
+      throw new Error(`${where}: timeout ${timeout.toHumanString()} is shorter than the pipeline's tasks in a row `
+        + `(${p.tasksTimeout.toHumanString()}: download, build, pushes), so Tekton could stop a task before its own timeout: `
+        + 'raise the run\'s timeout or lower downloadTimeout, buildTimeout or the push targets\' timeout');
+    }
     this.pipelineRun = new PipelineRun(this, 'Resource', {
       pipeline: p.pipeline,
       name: props.name,

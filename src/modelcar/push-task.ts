@@ -1,7 +1,7 @@
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ArtifactFormat } from './artifact-format';
-import { addPreamble, addRunId, artifactPath, SOURCE_WORKSPACE } from './common';
+import { addPreamble, addRegistryAccess, addRunId, artifactPath, SOURCE_WORKSPACE } from './common';
 import { ImageReference } from './image-reference';
 import { ModelcarImages } from './images';
 import { PushTarget } from './push-target';
@@ -85,7 +85,11 @@ export class PushTask extends Construct {
     this.runId = addRunId(this.task);
 
     const artifact = artifactPath(this.workspace, this.runId, format);
-    const mounts: VolumeMount[] = [];
+    const scratch = this.task.addVolume(TaskVolume.emptyDir('scratch'));
+    const access = addRegistryAccess(this.task, {
+      trust: target.trust, credentials: target.credentials, prefix: 'registry', mountPrefix: '/etc/modelcar/', certDirEnv: 'CERT_DIR', authFileEnv: 'AUTHFILE',
+    });
+    const mounts: VolumeMount[] = [{ volume: scratch, mountPath: '/var/tmp/modelcar' }, ...access.mounts];
     const env: Record<string, kplus.EnvValue> = {
       ARTIFACT_FORMAT: kplus.EnvValue.fromValue(format),
       ARTIFACT_PATH: kplus.EnvValue.fromValue(artifact),
@@ -98,21 +102,8 @@ export class PushTask extends Construct {
       RESULT_IMAGE_DIGEST: this.imageDigestResult.pathEnvValue(),
       RESULT_IMAGE_REF: this.imageRef.pathEnvValue(),
       TMPDIR: kplus.EnvValue.fromValue('/var/tmp/modelcar'),
+      ...access.env,
     };
-    const scratch = this.task.addVolume(TaskVolume.emptyDir('scratch'));
-    mounts.push({ volume: scratch, mountPath: '/var/tmp/modelcar' });
-    if (target.trust.configMapName || target.trust.secretName) {
-      const v = this.task.addVolume(target.trust.configMapName
-        ? TaskVolume.configMap('registry-ca', target.trust.configMapName)
-        : TaskVolume.secret('registry-ca', target.trust.secretName!));
-      mounts.push({ volume: v, mountPath: '/etc/modelcar/certs', readOnly: true });
-      env.CERT_DIR = kplus.EnvValue.fromValue('/etc/modelcar/certs');
-    }
-    if (target.credentials.secretName) {
-      const v = this.task.addVolume(TaskVolume.secret('registry-auth', target.credentials.secretName));
-      mounts.push({ volume: v, mountPath: '/etc/modelcar/auth', readOnly: true });
-      env.AUTHFILE = kplus.EnvValue.fromValue('/etc/modelcar/auth/.dockerconfigjson');
-    }
 
     addPreamble(this.task, this.workspace, this.runId, tools, `push-${target.name}`, artifact);
     this.task.addStep({ name: 'push', image: tools.toString(), env, volumeMounts: mounts, script: loadScript('push.sh') });

@@ -22,7 +22,7 @@ describe('ModelcarPipeline', () => {
 
     // WHEN
     modelcar.addTask('register', { task: register, params: { IMAGE_REF: ParamValue.string(modelcar.pushTasks[0].result('IMAGE_REF')) } });
-    modelcar.addRun('run', { model: { repo: 'org/model', revision: 'v1', include: ['*.safetensors', '*.json'] }, tags: ['v1', 'latest'], fsGroup: 1000, storage: Size.gibibytes(20), timeout: Duration.hours(1), existingClaim: 'models' });
+    modelcar.addRun('run', { model: { repo: 'org/model', revision: 'v1', include: ['*.safetensors', '*.json'] }, tags: ['v1', 'latest'], fsGroup: 1000, storage: Size.gibibytes(20), timeout: Duration.hours(4), existingClaim: 'models' });
 
     // THEN
     const docs = synth(chart);
@@ -47,6 +47,32 @@ describe('ModelcarPipeline', () => {
     const p = doc(synth(chart), 'Pipeline').spec.tasks;
     expect(p.filter((t: any) => t.name.startsWith('push-')).map((t: any) => t.runAfter)).toEqual([['build-image'], ['build-image']]);
     expect(modelcar.parallelPushes).toBe(true);
+  });
+
+  test('a run\'s timeout defaults to the tasks in a row: download, build, then the pushes (the longest when parallel)', () => {
+    const chart = Testing.chart();
+    const slow = () => PushTarget.registry({ name: 'mirror', repository: 'r.example.com/m', credentials: RegistryCredentials.fromServiceAccount(), timeout: Duration.minutes(45) });
+    const serial = new ModelcarPipeline(chart, 's', { name: 's', pushTargets: [internal(), slow()] });
+    const parallel = new ModelcarPipeline(chart, 'p', {
+      name: 'p',
+      parallelPushes: true,
+      buildTimeout: Duration.minutes(20),
+      pushTargets: [internal(), slow()],
+    });
+    serial.addRun('r', { name: 'rs', model: { repo: 'org/m' }, tags: ['v1'], fsGroup: 1 });
+    parallel.addRun('r', { name: 'rp', model: { repo: 'org/m' }, tags: ['v1'], fsGroup: 1 });
+    expect(serial.tasksTimeout.toMinutes()).toBe(60 + 60 + 30 + 45);
+    expect(parallel.tasksTimeout.toMinutes()).toBe(60 + 20 + 45);
+    const runs = synth(chart).filter((d: any) => d.kind === 'PipelineRun');
+    expect(runs.map((r: any) => r.spec.timeouts.pipeline)).toEqual(['3h15m0s', '2h5m0s']);
+  });
+
+  test('toolsImage and pythonImage reach every step (a mirror for a disconnected cluster)', () => {
+    const chart = Testing.chart();
+    const mirror = (name: string) => ImageReference.fromDigest(`mirror.example.com/${name}`, `sha256:${'b'.repeat(64)}`);
+    new ModelcarPipeline(chart, 'm', { pushTargets: [internal()], toolsImage: mirror('skopeo'), pythonImage: mirror('python') });
+    const images = new Set(synth(chart).filter((d: any) => d.kind === 'Task').flatMap((t: any) => t.spec.steps.map((st: any) => st.image.split('@')[0])));
+    expect([...images].sort()).toEqual(['mirror.example.com/python', 'mirror.example.com/skopeo']);
   });
 
   test('an insecure registry turns TLS verification off for that target only', () => {
@@ -97,6 +123,12 @@ describe('ModelcarPipeline', () => {
       expect(() => m.addRun('d', { model: { repo: 'o/m' }, tags: ['v1', 'v1'], fsGroup: 1 })).toThrow(/lists a tag twice/);
       expect(() => m.addRun('e', { model: { repo: 'o/m', include: ['a b'] }, tags: ['v1'], fsGroup: 1 })).toThrow(/pattern "a b" is empty or contains white space/);
       expect(() => m.addRun('f', { model: { repo: 'o/m', revision: '$(rm -rf)' }, tags: ['v1'], fsGroup: 1 })).toThrow(/revision "\$\(rm -rf\)" is invalid/);
+    });
+    test('fails when a run\'s timeout is shorter than the tasks in a row', () => {
+      const m = new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal(), quay()] });
+      expect(() => m.addRun('r', { model: { repo: 'org/m' }, tags: ['v1'], fsGroup: 1, timeout: Duration.minutes(150) })).toThrow(
+        'modelcar run test/m/r: timeout 2 hours 30 minutes is shorter than the pipeline\'s tasks in a row (3 hours: download, build, pushes), '
+        + 'so Tekton could stop a task before its own timeout: raise the run\'s timeout or lower downloadTimeout, buildTimeout or the push targets\' timeout');
     });
     test('fails when the hub endpoint is not https', () => {
       expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal()], huggingFaceEndpoint: 'http://mirror.example.com' })).toThrow(/is not https/);

@@ -3,11 +3,10 @@
 # digest, syncs it to disk and renames it to its final name: the rename is atomic, so a
 # reader sees either no artifact or a complete, valid one.
 #
-# About formats: `skopeo --tmpdir "${TMPDIR}" inspect` or `copy` of an `oci-archive:` unpacks the whole
-# tarball to a temporary directory on every call; an `oci:` layout directory is read in
-# place. The pipeline defaults to `oci:`.
-#
-# skopeo ignores TMPDIR when it unpacks an oci-archive (skopeo 1.9): --tmpdir is passed.
+# About formats: `skopeo inspect` or `copy` of an `oci-archive:` unpacks the whole tarball
+# to a temporary directory on every call; an `oci:` layout directory is read in place. The
+# pipeline defaults to `oci:`. skopeo 1.9 ignores TMPDIR for that unpacking, so --tmpdir
+# is passed (to an emptyDir, never the shared volume).
 # Env: TMPDIR, ARTIFACT_FORMAT, ARTIFACT_TMP, ARTIFACT_PATH, RESULT_IMAGE_DIGEST.
 set -eu
 umask 0002
@@ -25,8 +24,9 @@ if ! skopeo --tmpdir "${TMPDIR}" inspect "${src}" > /tmp/inspect.json 2> /tmp/in
 fi
 skopeo --tmpdir "${TMPDIR}" inspect --raw "${src}" > /tmp/manifest.json
 digest="sha256:$(sha256sum < /tmp/manifest.json | cut -d' ' -f1)"
-layers=$(grep -c '"digest"' /tmp/manifest.json || true)
-echo "validated ${src}: manifest ${digest} (${layers} descriptors)"
+# Count the descriptors, not the lines: the manifest may be a single line of JSON.
+descriptors=$(grep -o '"digest"' /tmp/manifest.json | wc -l)
+echo "validated ${src}: manifest ${digest} (config and $((descriptors - 1)) layers)"
 
 chmod -R g+rwX "${ARTIFACT_TMP}"
 sync

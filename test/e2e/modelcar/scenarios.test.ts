@@ -158,7 +158,11 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     expect(a.status).toBe('Succeeded');
     const oldDigest = a.tasks['build-image'].results.IMAGE_DIGEST;
     const [oldRun] = runDirs(claim);
-    expect(fs.existsSync(path.join(oldRun, 'image', 'index.json'))).toBe(true);
+    const snapshot = (dir: string) => JSON.stringify({
+      index: fs.readFileSync(path.join(dir, 'index.json'), 'utf8'),
+      blobs: fs.readdirSync(path.join(dir, 'blobs', 'sha256')).map((b) => [b, fs.statSync(path.join(dir, 'blobs', 'sha256', b)).size]),
+    });
+    const before = snapshot(path.join(oldRun, 'image'));
 
     // Run B on the same volume: a model shard changes on the volume after the download checked it (the build
     // reads every byte against SHA256SUMS and fails after writing the first layers).
@@ -179,6 +183,7 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     expect(dirs).toHaveLength(2);
     const newRun = dirs.find((d) => d !== oldRun)!;
     expect(fs.existsSync(path.join(newRun, 'image'))).toBe(false);
+    expect(snapshot(path.join(oldRun, 'image'))).toBe(before);
     expect(await servedDigest(world.quay, `${repositoryOf(world.quay)}:stale-a`)).toBe(oldDigest);
   });
 

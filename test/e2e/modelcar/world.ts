@@ -94,12 +94,17 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
     baseImage: ImageReference.fromDigest(baseName, baseDigest),
     baseImageTrust: RegistryTrust.fromConfigMap('base-ca'),
     baseImageCredentials: RegistryCredentials.fromDockerConfigSecret('base-pull'),
+    // Bounds for a stuck step here (the benchmark's 2 GiB build takes under 2 minutes); the run's
+    // timeout defaults to these in a row.
+    downloadTimeout: Duration.minutes(10),
+    buildTimeout: Duration.minutes(30),
     pushTargets: [
       PushTarget.registry({
         name: 'internal',
         repository: repositoryOf(world.internal),
         trust,
         retries: opts.retries,
+        timeout: Duration.minutes(15),
         credentials: RegistryCredentials.fromDockerConfigSecret('internal-push'),
       }),
       PushTarget.registry({
@@ -107,6 +112,7 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
         repository: repositoryOf(world.quay),
         trust,
         retries: opts.retries,
+        timeout: Duration.minutes(15),
         credentials: RegistryCredentials.fromDockerConfigSecret('quay-push'),
       }),
     ],
@@ -118,7 +124,6 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
       tags: r.tags,
       fsGroup: FS_GROUP,
       storage: Size.gibibytes(10),
-      timeout: Duration.minutes(20),
       existingClaim: opts.existingClaim,
     });
   }
