@@ -1,2 +1,3 @@
 export * from './tekton';
 export * from './modelcar';
+export * from './gitops';

@@ -17,9 +17,10 @@ function exampleAfter(heading: string): string {
   const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
   const at = readme.indexOf(heading);
   if (at < 0) throw new Error(`README has no "${heading}"`);
-  const block = /```ts\n([\s\S]*?)```/.exec(readme.slice(at));
+  // A block may be indented (inside a list item): its fence's indentation is taken off every line.
+  const block = /( *)```ts\n([\s\S]*?)\1```/.exec(readme.slice(at));
   if (!block) throw new Error(`no ts block after ${heading}`);
-  return block[1];
+  return block[2].split('\n').map((l) => l.slice(block[1].length)).join('\n');
 }
 
 /** Writes `source(outdir)` to a file, runs it, and returns the documents it synthesized, validated. */
@@ -63,4 +64,32 @@ test('the modelcar pipeline example synthesizes valid manifests', () => {
     'app.synth();',
   ].join('\n'));
   expect(docs.filter((d) => d.kind === 'PipelineRun').map((d) => d.spec.timeouts.pipeline)).toEqual(['2h30m0s']);
+});
+
+test('the GitOps walk-through\'s synth script writes the folder and the Argo CD Application', () => {
+  const example = exampleAfter('### From an empty GitOps repository');
+  const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'readme-gitops-'));
+  const dir = path.join(root, '.e2e-work', 'readme');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'gitops.ts');
+  fs.writeFileSync(file, example
+    .replace("from 'cdk8s-modelcar-tekton'", `from ${src}`)
+    .replace("outdir: 'dist'", `outdir: ${JSON.stringify(outdir)}`));
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    jest.isolateModules(() => require(file));
+    const written = fs.readdirSync(outdir, { recursive: true }) as string[];
+    expect(written).toEqual(expect.arrayContaining(['kustomization.yaml', 'argocd-application.yaml', '02-pipeline/pipeline-modelcar.md']));
+    const runs = fs.readdirSync(path.join(outdir, '03-runs')).filter((f) => f.startsWith('pipelinerun-'));
+    expect(runs).toEqual([expect.stringMatching(/^pipelinerun-granite-3b-[0-9a-f]{10}\.yaml$/)]);
+    const docs = ['01-tasks', '02-pipeline', '03-runs'].flatMap((d) => fs.readdirSync(path.join(outdir, d))
+      .filter((f) => f !== 'kustomization.yaml' && f.endsWith('.yaml'))
+      .flatMap((f) => yaml.loadAll(fs.readFileSync(path.join(outdir, d, f), 'utf8')) as any[]));
+    expectValidTektonManifests(docs);
+    const application = yaml.load(fs.readFileSync(path.join(outdir, 'argocd-application.yaml'), 'utf8')) as any;
+    expect(application.spec.source).toEqual({ repoURL: 'https://github.com/acme/gitops.git', path: 'dist', targetRevision: 'main' });
+    expect(application.spec.destination.namespace).toBe('private-ai-demo');
+  } finally {
+    fs.rmSync(outdir, { recursive: true, force: true });
+  }
 });

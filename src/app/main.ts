@@ -8,8 +8,14 @@ import { GitOpsLayout, ModelcarPipeline, PushTarget, RegistryCredentials } from 
 /** The namespace of the team's deployment. */
 export const NAMESPACE = 'private-ai-demo';
 
+/** Variations of the default app, for tests that show what a change does. */
+export interface DefaultAppOptions {
+  /** The full model's revision. @default 'main' */
+  readonly fullModelRevision?: string;
+}
+
 /** Builds the default app: one pipeline, two runs. */
-export function buildDefaultApp(): App {
+export function buildDefaultApp(options: DefaultAppOptions = {}): App {
   const app = new App();
   const chart = new Chart(app, NAMESPACE, { namespace: NAMESPACE, disableResourceNameHashes: true });
 
@@ -41,7 +47,7 @@ export function buildDefaultApp(): App {
   // The full model is ~48 GB of bf16 weights: model + image on one volume, with headroom.
   modelcar.addRun('mistral-full', {
     name: 'mistral-small-24b-full',
-    model: { repo: 'mistralai/Mistral-Small-24B-Instruct-2501', exclude: ['consolidated.safetensors'] },
+    model: { repo: 'mistralai/Mistral-Small-24B-Instruct-2501', revision: options.fullModelRevision, exclude: ['consolidated.safetensors'] },
     tags: ['mistral-small-24b-instruct-2501'],
     storage: Size.gibibytes(250),
     timeout: Duration.hours(4),

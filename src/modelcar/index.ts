@@ -7,4 +7,3 @@ export * from './download-model-task';
 export * from './build-image-task';
 export * from './push-task';
 export * from './modelcar-pipeline';
-export * from './gitops-layout';

@@ -11,6 +11,7 @@ import { PushTask } from './push-task';
 import { ParamValue, Param } from '../tekton/params';
 import { Pipeline, PipelineTask, PipelineTaskOptions } from '../tekton/pipeline';
 import { PipelineRun } from '../tekton/pipeline-run';
+import { readableNamePart } from '../tekton/run-name';
 import { validateObjectName } from '../tekton/util';
 import { PipelineWorkspace, WorkspaceBinding } from '../tekton/workspaces';
 
@@ -118,6 +119,17 @@ export interface ModelcarPipelineProps {
    * @default ModelcarImages.PYTHON
    */
   readonly pythonImage?: ImageReference;
+
+  /**
+   * Rename, and so run again, every run when the Pipeline's or its Tasks' spec changes
+   * (a library upgrade, another base image, a new task): the specs join the hash in each
+   * run's name. Off, only a run's own inputs (model, revision, files, tags, push targets,
+   * the pipeline's name, `rebuildNonce`) name it, and a pipeline change applies to the
+   * next run they create.
+   *
+   * @default false
+   */
+  readonly rebuildOnPipelineChange?: boolean;
 }
 
 /**
@@ -168,11 +180,23 @@ export interface ModelcarRunOptions {
   readonly fsGroup: number;
 
   /**
-   * The PipelineRun's name.
+   * The readable part of the PipelineRun's name. The name is `<name>-<hash>`, the hash
+   * covering what the run builds and where it goes: model repo, revision, include and
+   * exclude, tags, the push targets, the pipeline's name and `rebuildNonce`. The same
+   * inputs give the same name; a change gives a new run, which GitOps creates and Tekton
+   * runs once. At most 52 characters (the hash takes 11).
    *
-   * @default - derived from the construct path
+   * @default - the run's id, lowercased and shortened to fit
    */
   readonly name?: string;
+
+  /**
+   * Build this variant again with unchanged inputs: any string (say, today's date) joins
+   * the hash, so the run gets a new name; change it for each rebuild.
+   *
+   * @default - none
+   */
+  readonly rebuildNonce?: string;
 
   /**
    * The size of the run's volume: the model, the image built from it, and headroom.
@@ -261,6 +285,10 @@ export class ModelcarPipeline extends Construct {
   public readonly modelExclude: Param;
   /** Pipeline param: tags. */
   public readonly imageTags: Param;
+  /** The push targets, in order. */
+  public readonly pushTargets: PushTarget[];
+  /** Whether a change of the pipeline's spec renames (reruns) its runs. */
+  public readonly rebuildOnPipelineChange: boolean;
 
   constructor(scope: Construct, id: string, props: ModelcarPipelineProps) {
     super(scope, id);
@@ -276,6 +304,8 @@ export class ModelcarPipeline extends Construct {
     }
     const format = props.artifactFormat ?? ArtifactFormat.OCI_LAYOUT;
     this.parallelPushes = props.parallelPushes ?? false;
+    this.pushTargets = [...props.pushTargets];
+    this.rebuildOnPipelineChange = props.rebuildOnPipelineChange ?? false;
 
     this.downloadModel = new DownloadModelTask(this, 'DownloadModel', {
       name: `${name}-download-model`,
@@ -420,9 +450,24 @@ export class ModelcarPipelineRun extends Construct {
         + `(${p.tasksTimeout.toHumanString()}: download, build, pushes), so Tekton could stop a task before its own timeout: `
         + 'raise the run\'s timeout or lower downloadTimeout, buildTimeout or the push targets\' timeout');
     }
+    const targets = p.pushTargets.map((t) => `${t.name}=${t.repository}`);
     this.pipelineRun = new PipelineRun(this, 'Resource', {
       pipeline: p.pipeline,
-      name: props.name,
+      // Where the image goes is in the pipeline, not in the run's params: it joins the hash as an input.
+      nameFromInputs: {
+        prefix: props.name ?? readableNamePart(id),
+        inputs: { pushTargets: targets.join(' ') },
+        includePipelineSpec: p.rebuildOnPipelineChange,
+        nonce: props.rebuildNonce,
+      },
+      summary: {
+        model: model.repo,
+        revision: model.revision ?? 'main',
+        files: [...(model.include ?? []).map((x) => `+${x}`), ...(model.exclude ?? []).map((x) => `-${x}`)].join(' ') || 'all',
+        tags: props.tags.join(' '),
+        targets: p.pushTargets.map((t) => t.repository).join(p.parallelPushes ? ', ' : ' then '),
+        ...(props.rebuildNonce !== undefined ? { 'rebuild nonce': props.rebuildNonce } : {}),
+      },
       params: {
         MODEL_REPO: ParamValue.string(model.repo),
         MODEL_REVISION: ParamValue.string(model.revision ?? 'main'),

@@ -5,3 +5,4 @@ export * from './step';
 export * from './task';
 export * from './pipeline';
 export * from './pipeline-run';
+export * from './pipeline-graph';

@@ -3,6 +3,7 @@ import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ParamType, ParamValue } from './params';
 import { Pipeline, PipelineTask } from './pipeline';
+import { canonicalJson, RUN_NAME_HASH_LENGTH, runInputsDigest, validateNameFromInputs } from './run-name';
 import { renderResources } from './step';
 import { goDuration, undefinedIfEmpty, validateObjectName } from './util';
 import { WorkspaceBinding } from './workspaces';
@@ -191,6 +192,51 @@ export interface PipelineRunTimeouts {
 }
 
 /**
+ * How a PipelineRun is named from its inputs (`PipelineRunProps.nameFromInputs`).
+ *
+ * Tekton's webhook refuses any change to the spec of a PipelineRun once it has started
+ * (`PipelineRunSpec.ValidateUpdate`), so GitOps cannot re-apply a changed run under its
+ * old name. Naming the run `<prefix>-<hash of its inputs>` turns a change into a new
+ * object (created, so run, once) and an unchanged variant into the same bytes (nothing to
+ * do). The hash covers the pipeline's name, every param the run gives, `inputs` and
+ * `nonce`; with `includePipelineSpec`, also the specs of the Pipeline and of the Tasks it
+ * references.
+ */
+export interface NameFromInputsOptions {
+  /**
+   * The readable part of the name, before the hash: lowercase letters, digits, '-' and
+   * '.', at most 52 characters (a Kubernetes label value, which Tekton makes of the run's
+   * name, holds 63: 52, a dash and the 10-character hash).
+   */
+  readonly prefix: string;
+
+  /**
+   * More inputs that decide what the run does but that are neither params nor the
+   * pipeline's name (for example the registries its pipeline pushes to), by key.
+   *
+   * @default - none
+   */
+  readonly inputs?: { [key: string]: string };
+
+  /**
+   * Hash the Pipeline's spec and its referenced Tasks' specs too, so that any change of
+   * the pipeline (a library upgrade, a new step) renames the run and so runs it again.
+   * Off, a pipeline change applies to the next run a changed input creates.
+   *
+   * @default false
+   */
+  readonly includePipelineSpec?: boolean;
+
+  /**
+   * A value that joins the hash: change it (say, to today's date) to run again with
+   * unchanged inputs.
+   *
+   * @default - none
+   */
+  readonly nonce?: string;
+}
+
+/**
  * Properties of a `PipelineRun`.
  */
 export interface PipelineRunProps {
@@ -211,6 +257,25 @@ export interface PipelineRunProps {
    * @default - a fixed name
    */
   readonly generateName?: string;
+
+  /**
+   * Name the run from its inputs: `<prefix>-<hash>`, where the hash covers the
+   * pipeline's name, the params and whatever `nameFromInputs` adds. The same inputs give
+   * the same name on any machine; a change gives a new name, so GitOps creates a new run
+   * instead of updating a started one, which Tekton refuses. Exclusive with name and
+   * generateName. Two runs with the same inputs fail at synth.
+   *
+   * @default - a fixed name (see name)
+   */
+  readonly nameFromInputs?: NameFromInputsOptions;
+
+  /**
+   * How the run is listed where runs are described (the page `GitOpsLayout` writes
+   * beside each Pipeline): column => value, in this order.
+   *
+   * @default - the params the run gives
+   */
+  readonly summary?: { [column: string]: string };
 
   /**
    * Values for the pipeline's params, by name.
@@ -256,6 +321,12 @@ export class PipelineRun extends Construct {
   public readonly apiObject: ApiObject;
   /** The pipeline it runs. */
   public readonly pipeline: Pipeline;
+  /**
+   * The sha256 (hex) of the inputs the name was made from, when named from inputs.
+   *
+   * @default - not named from inputs
+   */
+  public readonly inputsDigest?: string;
   private readonly props: PipelineRunProps;
 
   constructor(scope: Construct, id: string, props: PipelineRunProps) {
@@ -264,6 +335,10 @@ export class PipelineRun extends Construct {
     if (props.name !== undefined && props.generateName !== undefined) {
       throw new Error(`${where} has both name "${props.name}" and generateName "${props.generateName}": give one`);
     }
+    if (props.nameFromInputs !== undefined && (props.name !== undefined || props.generateName !== undefined)) {
+      throw new Error(`${where} has nameFromInputs and ${props.name !== undefined ? `name "${props.name}"` : `generateName "${props.generateName}"`}: give one`);
+    }
+    if (props.nameFromInputs !== undefined) validateNameFromInputs(where, props.nameFromInputs);
     if (props.name !== undefined) validateObjectName(`${where}: name`, props.name);
     if (props.generateName !== undefined) {
       // Kubernetes appends 5 random characters.
@@ -283,9 +358,14 @@ export class PipelineRun extends Construct {
     }
     this.pipeline = props.pipeline;
     this.props = props;
+    let name = props.name;
+    if (props.nameFromInputs) {
+      this.inputsDigest = this.digestInputs();
+      name = `${props.nameFromInputs.prefix}-${this.inputsDigest.slice(0, RUN_NAME_HASH_LENGTH)}`;
+    }
     this.apiObject = new TektonPipelineRun(this, 'Resource', {
       metadata: props.generateName !== undefined ? { generateName: props.generateName }
-        : props.name !== undefined ? { name: props.name } : {},
+        : name !== undefined ? { name } : {},
       spec: Lazy.any({ produce: () => this._toSpec() }),
     });
     if (props.generateName) {
@@ -293,6 +373,58 @@ export class PipelineRun extends Construct {
       this.apiObject.addJsonPatch(JsonPatch.remove('/metadata/name'));
     }
     this.node.addValidation({ validate: () => this.validateRun() });
+  }
+
+  /** The run's `metadata.name` (with generateName: the name cdk8s would give; Kubernetes picks the real one). */
+  public get name(): string {
+    return this.apiObject.name;
+  }
+
+  /**
+   * What the run shows where runs are listed: `summary`, else the params it gives.
+   */
+  public get summary(): { [column: string]: string } {
+    if (this.props.summary) return { ...this.props.summary };
+    const out: { [column: string]: string } = {};
+    for (const [k, v] of Object.entries(this.props.params ?? {})) out[k] = typeof v.value === 'string' ? v.value : JSON.stringify(v.value);
+    return out;
+  }
+
+  private digestInputs(): string {
+    const o = this.props.nameFromInputs!;
+    const params: { [name: string]: any } = {};
+    for (const [k, v] of Object.entries(this.props.params ?? {})) params[k] = v.value;
+    return runInputsDigest({
+      pipeline: this.pipeline.name,
+      params,
+      inputs: o.inputs,
+      nonce: o.nonce,
+      pipelineSpec: o.includePipelineSpec ? pipelineSpecOf(this.pipeline) : undefined,
+    });
+  }
+
+  /** Runs named from inputs: same inputs twice, or a name taken twice in a namespace. */
+  private validateNaming(): string[] {
+    const where = `pipelinerun ${this.node.path}`;
+    const errors: string[] = [];
+    if (this.props.nameFromInputs?.includePipelineSpec && this.digestInputs() !== this.inputsDigest) {
+      errors.push(`${where} was named from pipeline ${this.pipeline.node.path} before the pipeline (or one of its tasks) changed: `
+        + 'create the run after the pipeline is complete, so that its name covers the final spec');
+    }
+    // Report each pair once, on the run added later.
+    const runs = this.node.root.node.findAll().filter((c): c is PipelineRun => c instanceof PipelineRun);
+    const namespace = this.apiObject.metadata.namespace ?? '';
+    for (const other of runs) {
+      if (other === this) break;
+      if (this.inputsDigest !== undefined && other.inputsDigest === this.inputsDigest) {
+        errors.push(`${where} and pipelinerun ${other.node.path} have the same inputs (the same pipeline, params and inputs, `
+          + `hash ${this.inputsDigest.slice(0, RUN_NAME_HASH_LENGTH)}): they would build the same thing twice; remove one, or change what it builds`);
+      } else if (this.props.generateName === undefined && other.props.generateName === undefined
+        && other.name === this.name && (other.apiObject.metadata.namespace ?? '') === namespace) {
+        errors.push(`${where} and pipelinerun ${other.node.path} are both named "${this.name}"${namespace ? ` in namespace ${namespace}` : ''}: give each its own name`);
+      }
+    }
+    return errors;
   }
 
   /** @internal */
@@ -323,7 +455,7 @@ export class PipelineRun extends Construct {
 
   private validateRun(): string[] {
     const where = `pipelinerun ${this.node.path}`;
-    const errors: string[] = [];
+    const errors: string[] = this.validateNaming();
     const declared = new Map(this.pipeline.params.map((x) => [x.name, x]));
     for (const [name, value] of Object.entries(this.props.params ?? {})) {
       const param = declared.get(name);
@@ -356,6 +488,16 @@ export class PipelineRun extends Construct {
     }
     return errors;
   }
+}
+
+/** The Pipeline's spec and the specs of the Tasks it references by name, as they synthesize. */
+function pipelineSpecOf(pipeline: Pipeline): any {
+  const tasks: { [name: string]: any } = {};
+  for (const t of [...pipeline.tasks, ...pipeline.finallyTasks]) {
+    if (!t.task.embedded && t.task.apiObject) tasks[t.task.name] = t.task.apiObject.toJson().spec;
+  }
+  // Through canonical JSON and back: the same spec gives the same value whatever the key order.
+  return JSON.parse(canonicalJson({ pipeline: pipeline.apiObject.toJson().spec, tasks }));
 }
 
 function validateTimeouts(where: string, t: PipelineRunTimeouts | undefined) {

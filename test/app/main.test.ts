@@ -1,8 +1,9 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { GitOpsLayout } from '../../src';
-import { buildDefaultApp } from '../../src/app/main';
+import * as yaml from 'js-yaml';
+import { GitOpsLayout, ModelcarPipeline, PipelineGraph } from '../../src';
+import { buildDefaultApp, DefaultAppOptions } from '../../src/app/main';
 import { expectShellcheckClean } from '../support/shellcheck';
 import { expectValidTektonManifests } from '../support/tekton-schema';
 
@@ -32,10 +33,12 @@ describe('default app', () => {
       '01-tasks/task-modelcar-pipeline-push-internal.yaml',
       '01-tasks/task-modelcar-pipeline-push-quay.yaml',
       '02-pipeline/kustomization.yaml',
+      '02-pipeline/pipeline-modelcar-pipeline.md',
       '02-pipeline/pipeline-modelcar-pipeline.yaml',
       '03-runs/kustomization.yaml',
-      '03-runs/pipelinerun-mistral-small-24b-full.yaml',
-      '03-runs/pipelinerun-mistral-small-24b-quantized.yaml',
+      '03-runs/pipelinerun-mistral-small-24b-full-97e1330e04.yaml',
+      '03-runs/pipelinerun-mistral-small-24b-quantized-03a417c02f.yaml',
+      'kustomization.yaml',
     ]);
     expect(Object.fromEntries(files.map((f) => [f, read(f)]))).toMatchSnapshot();
     expect(read('03-runs/kustomization.yaml')).toContain('namespace: private-ai-demo');
@@ -171,4 +174,57 @@ describe('default app', () => {
     const internal = task('modelcar-pipeline-push-internal');
     expect(internal.spec.volumes).toContainEqual({ name: 'registry-ca', configMap: { name: 'openshift-service-ca.crt' } });
   });
+
+  test('GitOps: synthesizing twice gives byte-identical files; one variant\'s new revision renames exactly that run', () => {
+    // GIVEN the default app written twice, and once with the full model pinned to another revision
+    const again = writeDefault();
+    const changed = writeDefault({ fullModelRevision: '0123456789abcdef0123456789abcdef01234567' });
+
+    // THEN the same bytes, file for file
+    expect(again.files).toEqual(files);
+    for (const f of files) expect(again.read(f)).toBe(read(f));
+    // and only the full model's run has a new name (so Argo CD creates it, and Tekton builds it once)
+    const runFiles = (l: string[]) => l.filter((f) => f.startsWith('03-runs/pipelinerun-'));
+    expect(runFiles(changed.files)).toEqual([
+      '03-runs/pipelinerun-mistral-small-24b-full-ad031c28df.yaml',
+      '03-runs/pipelinerun-mistral-small-24b-quantized-03a417c02f.yaml',
+    ]);
+    const quantized = '03-runs/pipelinerun-mistral-small-24b-quantized-03a417c02f.yaml';
+    expect(changed.read(quantized)).toBe(read(quantized));
+    for (const f of files.filter((x) => !x.startsWith('03-runs/') && !x.endsWith('.md'))) expect(changed.read(f)).toBe(read(f));
+    // The pipeline's page shows the change: the new name, the new revision.
+    expect(changed.read('02-pipeline/pipeline-modelcar-pipeline.md')).toContain('| `mistral-small-24b-full-ad031c28df` | mistralai/Mistral-Small-24B-Instruct-2501 | 0123456789abcdef0123456789abcdef01234567 |');
+  });
+
+  test('GitOps: Tasks and Pipeline sync before the runs; finished runs are kept; one kustomization over the folders', () => {
+    const annotations = (f: string) => (yaml.load(read(f)) as any).metadata.annotations;
+    expect(annotations('01-tasks/task-modelcar-pipeline-build-image.yaml')['argocd.argoproj.io/sync-wave']).toBe('1');
+    expect(annotations('02-pipeline/pipeline-modelcar-pipeline.yaml')['argocd.argoproj.io/sync-wave']).toBe('1');
+    for (const f of files.filter((x) => x.startsWith('03-runs/pipelinerun-'))) {
+      expect(annotations(f)).toEqual({
+        'argocd.argoproj.io/sync-wave': '2', 'argocd.argoproj.io/sync-options': 'Prune=false', 'argocd.argoproj.io/compare-options': 'IgnoreExtraneous',
+      });
+    }
+    expect((yaml.load(read('kustomization.yaml')) as any).resources).toEqual(['01-tasks', '02-pipeline', '03-runs']);
+  });
+
+  test('the README\'s graph is the one generated from the default app\'s Pipeline, and so is the page beside it', () => {
+    const modelcar = buildDefaultApp().node.findAll().find((c): c is ModelcarPipeline => c instanceof ModelcarPipeline)!;
+    const graph = PipelineGraph.mermaid(modelcar.pipeline);
+    const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+    const blocks = [...readme.matchAll(/```mermaid\n([\s\S]*?)```/g)].map((m) => m[1]);
+    expect(blocks).toEqual([graph]);
+    expect(read('02-pipeline/pipeline-modelcar-pipeline.md')).toContain('```mermaid\n' + graph + '```');
+  });
 });
+
+function writeDefault(options: DefaultAppOptions = {}): { files: string[]; read: (f: string) => string } {
+  const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'modelcar-dist-'));
+  try {
+    const files = GitOpsLayout.write(buildDefaultApp(options), { outdir, namespace: 'private-ai-demo' });
+    const contents = Object.fromEntries(files.map((f) => [f, fs.readFileSync(path.join(outdir, f), 'utf8')]));
+    return { files, read: (f) => contents[f] };
+  } finally {
+    fs.rmSync(outdir, { recursive: true, force: true });
+  }
+}

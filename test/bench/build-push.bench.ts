@@ -27,7 +27,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { ModelcarBuilder } from '../../src';
-import { FS_GROUP, NAMESPACE, repositoryOf, runModelcar, startWorld, stopWorld, synthesizePipeline, World } from '../e2e/modelcar/world';
+import { FS_GROUP, NAMESPACE, repositoryOf, runModelcar, runNameOf, startWorld, stopWorld, synthesizePipeline, World } from '../e2e/modelcar/world';
 import { Manifest, RunPipelineResult } from '../e2e/runner/tekton-runner';
 import { writeSyntheticModel, SyntheticModel } from '../e2e/support/model-fixture';
 import { freshWorkDir } from '../e2e/support/tools';
@@ -217,7 +217,7 @@ async function measure(
   const runs = path.join(work, `runs-${name}`);
   fs.mkdirSync(runs, { recursive: true });
   const docs = extra.taskRunSpecs
-    ? manifests.map((d) => (d.kind === 'PipelineRun' && d.metadata.name === runName ? { ...d, spec: { ...d.spec, taskRunSpecs: extra.taskRunSpecs } } : d))
+    ? manifests.map((d) => (d.kind === 'PipelineRun' && d.metadata.name === runNameOf(manifests, runName) ? { ...d, spec: { ...d.spec, taskRunSpecs: extra.taskRunSpecs } } : d))
     : manifests;
   const disk = sampleDisk(runs);
   const log = fs.createWriteStream(path.join(work, `${name}.log`));

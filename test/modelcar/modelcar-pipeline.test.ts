@@ -1,5 +1,5 @@
 import { Duration, Size, Testing } from 'cdk8s';
-import { ArtifactFormat, ImageReference, ModelcarBuilder, ModelcarPipeline, ParamValue, PushTarget, RegistryCredentials, RegistryTrust, Task } from '../../src';
+import { ArtifactFormat, ImageReference, ModelcarBuilder, ModelcarPipeline, ParamValue, PipelineRun, PushTarget, RegistryCredentials, RegistryTrust, Task } from '../../src';
 import { doc, synth } from '../support/synth';
 
 const quay = () => PushTarget.quay({ organization: 'org', repository: 'model', credentials: RegistryCredentials.fromDockerConfigSecret('quay-robot') });
@@ -134,4 +134,68 @@ describe('ModelcarPipeline', () => {
       expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal()], huggingFaceEndpoint: 'http://mirror.example.com' })).toThrow(/is not https/);
     });
   });
+
+  describe('run names from their inputs', () => {
+    const run = { model: { repo: 'org/model', revision: 'v1' }, tags: ['v1'], fsGroup: 1000 };
+    const nameOf = (change: (m: ModelcarPipeline) => void, targets = () => [internal(), quay()]) => {
+      const chart = Testing.chart();
+      const m = new ModelcarPipeline(chart, 'm', { pushTargets: targets() });
+      change(m);
+      return chart.node.findAll().filter((c): c is PipelineRun => c instanceof PipelineRun).map((r) => r.name);
+    };
+
+    test('the variant, then a hash of model, revision, files, tags, targets and the pipeline; not of storage or timeouts', () => {
+      const [base] = nameOf((m) => m.addRun('Small Model', run));
+      expect(base).toMatch(/^small-model-[0-9a-f]{10}$/);
+      expect(nameOf((m) => m.addRun('Small Model', { ...run, storage: Size.gibibytes(500), timeout: Duration.hours(9) }))).toEqual([base]);
+      const renamed = [
+        nameOf((m) => m.addRun('Small Model', { ...run, model: { ...run.model, revision: 'v2' } })),
+        nameOf((m) => m.addRun('Small Model', { ...run, model: { ...run.model, repo: 'org/other' } })),
+        nameOf((m) => m.addRun('Small Model', { ...run, model: { ...run.model, include: ['*.json'] } })),
+        nameOf((m) => m.addRun('Small Model', { ...run, model: { ...run.model, exclude: ['*.bin'] } })),
+        nameOf((m) => m.addRun('Small Model', { ...run, tags: ['v1', 'latest'] })),
+        nameOf((m) => m.addRun('Small Model', { ...run, rebuildNonce: '2026-12-01' })),
+        nameOf((m) => m.addRun('Small Model', run), () => [internal()]),
+        nameOf((m) => m.addRun('Small Model', run), () => [quay(), internal()]),
+      ].map(([n]) => n);
+      expect(new Set([base, ...renamed]).size).toBe(renamed.length + 1);
+      expect(renamed.every((n) => n.startsWith('small-model-'))).toBe(true);
+      // name sets the readable part
+      expect(nameOf((m) => m.addRun('x', { ...run, name: 'mistral-v1' }))[0]).toBe(`mistral-v1-${base.slice(-10)}`);
+    });
+
+    test('a pipeline change renames runs only with rebuildOnPipelineChange', () => {
+      const names = (rebuild: boolean, toolsImage?: string) => {
+        const chart = Testing.chart();
+        const m = new ModelcarPipeline(chart, 'm', {
+          pushTargets: [internal()],
+          rebuildOnPipelineChange: rebuild,
+          toolsImage: toolsImage ? ImageReference.fromDigest(toolsImage, `sha256:${'b'.repeat(64)}`) : undefined,
+        });
+        return m.addRun('r', run).pipelineRun.name;
+      };
+      expect(names(false, 'mirror.example.com/skopeo')).toBe(names(false));
+      expect(names(true, 'mirror.example.com/skopeo')).not.toBe(names(true));
+      expect(names(true)).not.toBe(names(false));
+    });
+
+    test('fails when two variants have the same inputs, naming both', () => {
+      const chart = Testing.chart();
+      const m = new ModelcarPipeline(chart, 'm', { pushTargets: [internal()] });
+      m.addRun('one', run);
+      m.addRun('two', run);
+      expect(() => synth(chart)).toThrow(/pipelinerun test\/m\/two\/Resource and pipelinerun test\/m\/one\/Resource have the same inputs .*: they would build the same thing twice; remove one, or change what it builds/);
+    });
+
+    test('fails when the readable name is too long, or the rebuild nonce is not a string', () => {
+      const m = new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal()] });
+      expect(() => m.addRun('long', { ...run, name: 'a'.repeat(53) }))
+        .toThrow(/^pipelinerun test\/m\/long\/Resource: name "a{53}" is 53 characters long: with a dash and the 10-character hash of the inputs it must be at most 52; shorten it$/);
+      expect(() => m.addRun('nonce', { ...run, rebuildNonce: 1 as any }))
+        .toThrow("pipelinerun test/m/nonce/Resource: rebuild nonce 1 is a number: give a string, for example the date of the rebuild ('2026-12-01')");
+      // An id too long for a name is shortened, never the hash.
+      expect(m.addRun('v'.repeat(70), run).pipelineRun.name).toMatch(/^v{52}-[0-9a-f]{10}$/);
+    });
+  });
 });
+

@@ -13,7 +13,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { Size } from 'cdk8s';
-import { FS_GROUP, MODEL_COMMIT, repositoryOf, runModelcar, RunModelcarOptions, servedDigest, startWorld, stopWorld, synthesizePipeline, World, wrapStep } from './world';
+import { FS_GROUP, MODEL_COMMIT, repositoryOf, runModelcar, RunModelcarOptions, runNameOf, servedDigest, startWorld, stopWorld, synthesizePipeline, World, wrapStep } from './world';
 import { ModelcarBuilder } from '../../../src';
 import { RunPipelineResult, sandboxSupport } from '../runner/tekton-runner';
 import { describeModelDir, SyntheticModel, writeSyntheticModel } from '../support/model-fixture';
@@ -189,7 +189,7 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
 
   test('3. permission: a push task under another identity fails at the preamble, naming uid, groups, owner, group and mode; the generated securityContext passes', async () => {
     // The seed's symptom A: a task with its own securityContext (no fsGroup) on a volume only the fsGroup may enter.
-    const seedLike = manifests.map((d) => (d.kind === 'PipelineRun' && d.metadata.name === 'perm-denied'
+    const seedLike = manifests.map((d) => (d.kind === 'PipelineRun' && d.metadata.name === runNameOf(manifests, 'perm-denied')
       ? { ...d, spec: { ...d.spec, taskRunSpecs: [{ pipelineTaskName: 'push-internal', podTemplate: { securityContext: { runAsUser: 1001, runAsGroup: 1001 } } }] } }
       : d));
     const denied = await runScenario('perm-denied', { manifests: seedLike, freshVolumeMode: 0o770 });

@@ -66,7 +66,10 @@ export interface SynthOptions {
   /** Default: the layout builder (the library's default). */
   readonly builder?: ModelcarBuilder;
   readonly artifactFormat?: ArtifactFormat;
-  /** Runs to synthesize (name => tags); each run gets a fresh volume unless `existingClaim` is set. */
+  /**
+   * Runs to synthesize (variant => tags); each run gets a fresh volume unless `existingClaim` is set. A variant's
+   * PipelineRun is named `<variant>-<hash of its inputs>`: `runNameOf()` finds it, and `runModelcar()` takes either.
+   */
   readonly runs: { readonly name: string; readonly tags: string[] }[];
   readonly existingClaim?: string;
   /** Push retries (PushTarget.retries). Default the library's. */
@@ -131,6 +134,27 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
   return readManifests(outdir);
 }
 
+/**
+ * The PipelineRun names of the synthesized variants, variant => name (`<variant>-<10 hex digits of the inputs' hash>`,
+ * see PipelineRunProps.nameFromInputs).
+ */
+export function runNames(manifests: Manifest[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const d of manifests) {
+    const m = d.kind === 'PipelineRun' ? /^(.*)-[0-9a-f]{10}$/.exec(d.metadata?.name ?? '') : null;
+    if (m) out[m[1]] = d.metadata.name;
+  }
+  return out;
+}
+
+/** The PipelineRun name of a variant (or the name itself when it is already a run's name); throws when there is none. */
+export function runNameOf(manifests: Manifest[], variant: string): string {
+  if (manifests.some((d) => d.kind === 'PipelineRun' && d.metadata?.name === variant)) return variant;
+  const name = runNames(manifests)[variant];
+  if (!name) throw new Error(`no PipelineRun for variant "${variant}" in the manifests (runs: ${JSON.stringify(runNames(manifests))})`);
+  return name;
+}
+
 /** Every YAML document under `dir`, in path order. */
 export function readManifests(dir: string): Manifest[] {
   const files: string[] = [];
@@ -186,6 +210,7 @@ exit "\${rc}"
 
 export interface RunModelcarOptions {
   readonly manifests: Manifest[];
+  /** The variant (as given to synthesizePipeline) or the PipelineRun's name. */
   readonly pipelineRun: string;
   readonly workDir: string;
   readonly model: SyntheticModel;
@@ -206,7 +231,7 @@ export async function runModelcar(world: World, opts: RunModelcarOptions): Promi
   const dockerConfig = (r: LocalRegistry) => ({ '.dockerconfigjson': dockerConfigJsonFor([r]) });
   return runPipeline({
     manifests: opts.manifests,
-    pipelineRun: opts.pipelineRun,
+    pipelineRun: runNameOf(opts.manifests, opts.pipelineRun),
     workDir: opts.workDir,
     claims: opts.claims,
     secrets: {

@@ -1,0 +1,3 @@
+export * from './argocd';
+export * from './gitops-layout';
+export * from './pipeline-page';
