@@ -13,6 +13,8 @@ declare -A want=(
   [openssl]=openssl
   [setpriv]=util-linux
   [busybox]=busybox-static
+  # kubectl kustomize renders the GitOps layout in its test (kustomize v4+ needed to take folders in resources)
+  [kubectl]=kubernetes-client
 )
 
 missing=()

@@ -109,6 +109,8 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     const r = await runScenario('happy');
     expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Succeeded']);
     expect(r.status).toBe('Succeeded');
+    // The run is the one the YAML names from its inputs (variant, then the hash): runNameOf() found it.
+    expect(r.pipelineRun.name).toMatch(/^happy-[0-9a-f]{10}$/);
     expect(stepLog(r, 'download-model', 'fetch')).toContain('HF_HUB_STAND_IN wrote');
 
     const digest = r.tasks['build-image'].results.IMAGE_DIGEST;
