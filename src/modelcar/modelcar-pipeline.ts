@@ -456,6 +456,8 @@ export class ModelcarPipelineRun extends Construct {
       // Where the image goes is in the pipeline, not in the run's params: it joins the hash as an input.
       nameFromInputs: {
         prefix: props.name ?? readableNamePart(id),
+        // Only what decides the image and its tags: a param a later version adds renames no run.
+        params: ['MODEL_REPO', 'MODEL_REVISION', 'MODEL_INCLUDE', 'MODEL_EXCLUDE', 'IMAGE_TAGS'],
         inputs: { pushTargets: targets.join(' ') },
         includePipelineSpec: p.rebuildOnPipelineChange,
         nonce: props.rebuildNonce,

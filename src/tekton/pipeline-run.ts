@@ -198,8 +198,8 @@ export interface PipelineRunTimeouts {
  * (`PipelineRunSpec.ValidateUpdate`), so GitOps cannot re-apply a changed run under its
  * old name. Naming the run `<prefix>-<hash of its inputs>` turns a change into a new
  * object (created, so run, once) and an unchanged variant into the same bytes (nothing to
- * do). The hash covers the pipeline's name, every param the run gives, `inputs` and
- * `nonce`; with `includePipelineSpec`, also the specs of the Pipeline and of the Tasks it
+ * do). The hash covers the pipeline's name, the params the run gives (all, or those
+ * `params` lists), `inputs` and `nonce`; with `includePipelineSpec`, also the specs of the Pipeline and of the Tasks it
  * references.
  */
 export interface NameFromInputsOptions {
@@ -209,6 +209,15 @@ export interface NameFromInputsOptions {
    * name, holds 63: 52, a dash and the 10-character hash).
    */
   readonly prefix: string;
+
+  /**
+   * The params that join the hash, by name. List the ones that decide what the run
+   * does, so that a param a later version adds (with the same value for every run) does
+   * not rename every run.
+   *
+   * @default - every param the run gives
+   */
+  readonly params?: string[];
 
   /**
    * More inputs that decide what the run does but that are neither params nor the
@@ -338,7 +347,14 @@ export class PipelineRun extends Construct {
     if (props.nameFromInputs !== undefined && (props.name !== undefined || props.generateName !== undefined)) {
       throw new Error(`${where} has nameFromInputs and ${props.name !== undefined ? `name "${props.name}"` : `generateName "${props.generateName}"`}: give one`);
     }
-    if (props.nameFromInputs !== undefined) validateNameFromInputs(where, props.nameFromInputs);
+    if (props.nameFromInputs !== undefined) {
+      validateNameFromInputs(where, props.nameFromInputs);
+      for (const p of props.nameFromInputs.params ?? []) {
+        if (!(p in (props.params ?? {}))) {
+          throw new Error(`${where}: nameFromInputs.params lists "${p}", which the run does not give (it gives ${JSON.stringify(Object.keys(props.params ?? {}))})`);
+        }
+      }
+    }
     if (props.name !== undefined) validateObjectName(`${where}: name`, props.name);
     if (props.generateName !== undefined) {
       // Kubernetes appends 5 random characters.
@@ -393,7 +409,7 @@ export class PipelineRun extends Construct {
   private digestInputs(): string {
     const o = this.props.nameFromInputs!;
     const params: { [name: string]: any } = {};
-    for (const [k, v] of Object.entries(this.props.params ?? {})) params[k] = v.value;
+    for (const [k, v] of Object.entries(this.props.params ?? {})) if (!o.params || o.params.includes(k)) params[k] = v.value;
     return runInputsDigest({
       pipeline: this.pipeline.name,
       params,

@@ -53,6 +53,15 @@ describe('PipelineRun named from its inputs', () => {
     expect(nameOf({ ...BASE, nameFromInputs: { prefix: 'hello', nonce: '2026-12-01' } })).not.toBe(base);
     expect(nameOf({ ...BASE, nameFromInputs: { prefix: 'hello', nonce: '2026-12-02' } }))
       .not.toBe(nameOf({ ...BASE, nameFromInputs: { prefix: 'hello', nonce: '2026-12-01' } }));
+    // With params listed, another param (say, one a library upgrade adds) does not rename.
+    const listed = (params: RunOptions['params']) => {
+      const s = setup();
+      s.pipeline.addParam('extra', { default: ParamValue.string('') });
+      return new PipelineRun(s.chart, 'run', { pipeline: s.pipeline, nameFromInputs: { prefix: 'hello', params: ['message'] }, params }).name;
+    };
+    expect(listed({ message: ParamValue.string('hi'), extra: ParamValue.string('x') })).toBe(base);
+    expect(listed({ message: ParamValue.string('hi!'), extra: ParamValue.string('x') })).not.toBe(base);
+    expect(() => listed({ extra: ParamValue.string('x') })).toThrow('pipelinerun test/run: nameFromInputs.params lists "message", which the run does not give (it gives ["extra"])');
     // The hash is the same whatever the prefix: only the readable part changes.
     expect(nameOf({ ...BASE, nameFromInputs: { prefix: 'other' } }).slice(-10)).toBe(base.slice(-10));
 
