@@ -199,8 +199,8 @@ export interface PipelineRunTimeouts {
  * old name. Naming the run `<prefix>-<hash of its inputs>` turns a change into a new
  * object (created, so run, once) and an unchanged variant into the same bytes (nothing to
  * do). The hash covers the pipeline's name, the params the run gives (all, or those
- * `params` lists), `inputs` and `nonce`; with `includePipelineSpec`, also the specs of the Pipeline and of the Tasks it
- * references.
+ * `params` lists), `inputs` and `nonce`; with `includePipelineSpec`, also the specs of
+ * the Pipeline and of the Tasks it references.
  */
 export interface NameFromInputsOptions {
   /**
@@ -419,7 +419,7 @@ export class PipelineRun extends Construct {
     });
   }
 
-  /** Runs named from inputs: same inputs twice, or a name taken twice in a namespace. */
+  /** Within one namespace: the same inputs twice, or a name taken twice. */
   private validateNaming(): string[] {
     const where = `pipelinerun ${this.node.path}`;
     const errors: string[] = [];
@@ -432,11 +432,13 @@ export class PipelineRun extends Construct {
     const namespace = this.apiObject.metadata.namespace ?? '';
     for (const other of runs) {
       if (other === this) break;
+      // The same run in two namespaces is two deployments, not a duplicate.
+      if ((other.apiObject.metadata.namespace ?? '') !== namespace) continue;
       if (this.inputsDigest !== undefined && other.inputsDigest === this.inputsDigest) {
         errors.push(`${where} and pipelinerun ${other.node.path} have the same inputs (the same pipeline, params and inputs, `
           + `hash ${this.inputsDigest.slice(0, RUN_NAME_HASH_LENGTH)}): they would build the same thing twice; remove one, or change what it builds`);
       } else if (this.props.generateName === undefined && other.props.generateName === undefined
-        && other.name === this.name && (other.apiObject.metadata.namespace ?? '') === namespace) {
+        && other.name === this.name) {
         errors.push(`${where} and pipelinerun ${other.node.path} are both named "${this.name}"${namespace ? ` in namespace ${namespace}` : ''}: give each its own name`);
       }
     }

@@ -1,4 +1,4 @@
-import { Duration, Testing } from 'cdk8s';
+import { Chart, Duration, Testing } from 'cdk8s';
 import { ParamValue, Pipeline, PipelineRun, PipelineRunProps, Task } from '../../src';
 import { readableNamePart } from '../../src/tekton/run-name';
 import { synth, validationErrors } from '../support/synth';
@@ -91,6 +91,19 @@ describe('PipelineRun named from its inputs', () => {
     const errors = validationErrors(s.chart);
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(/^pipelinerun test\/second and pipelinerun test\/first have the same inputs .*hash [0-9a-f]{10}\): they would build the same thing twice/);
+  });
+
+  test('the same inputs in two namespaces are two deployments, not a collision', () => {
+    const app = Testing.app();
+    for (const ns of ['team-a', 'team-b']) {
+      const chart = new Chart(app, ns, { namespace: ns });
+      const task = new Task(chart, 'task', { name: 'work' });
+      task.addStep({ name: 's', image: IMAGE, script: 'true' });
+      const pipeline = new Pipeline(chart, 'pipeline', { name: 'demo' });
+      pipeline.addTask('work', { task });
+      new PipelineRun(chart, 'run', { pipeline, nameFromInputs: { prefix: 'hello' } });
+    }
+    expect(app.node.findAll().flatMap((c) => c.node.validate())).toEqual([]);
   });
 
   test('fails when two runs of one namespace have the same name', () => {
