@@ -81,7 +81,7 @@ test('the GitOps walk-through\'s synth script writes the folder and the Argo CD 
     const written = fs.readdirSync(outdir, { recursive: true }) as string[];
     expect(written).toEqual(expect.arrayContaining(['kustomization.yaml', 'argocd-application.yaml', '02-pipeline/pipeline-modelcar.md']));
     const runs = fs.readdirSync(path.join(outdir, '03-runs')).filter((f) => f.startsWith('pipelinerun-'));
-    expect(runs).toEqual([expect.stringMatching(/^pipelinerun-granite-3b-[0-9a-f]{10}\.yaml$/)]);
+    expect(runs).toEqual([expect.stringMatching(/^pipelinerun-granite-2b-[0-9a-f]{10}\.yaml$/)]);
     const docs = ['01-tasks', '02-pipeline', '03-runs'].flatMap((d) => fs.readdirSync(path.join(outdir, d))
       .filter((f) => f !== 'kustomization.yaml' && f.endsWith('.yaml'))
       .flatMap((f) => yaml.loadAll(fs.readFileSync(path.join(outdir, d, f), 'utf8')) as any[]));

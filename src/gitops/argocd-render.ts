@@ -2,7 +2,12 @@
 import type { ArgoCdApplicationOptions } from './argocd';
 import { validateDnsLabel, validateObjectName } from '../tekton/util';
 
-/** The annotations Argo CD reads (argo-cd docs: user-guide/sync-waves, sync-options, compare-options). */
+/**
+ * The annotations Argo CD reads (argo-cd docs: user-guide/sync-waves, sync-options, compare-options).
+ * A wave is applied once the earlier waves are in sync and healthy. Prune=false keeps an object that
+ * left git, but Argo CD would then report the Application OutOfSync; IgnoreExtraneous takes such an
+ * object out of the sync status (not out of the health: a failed run kept still degrades it).
+ */
 export const ARGOCD = {
   SYNC_WAVE: 'argocd.argoproj.io/sync-wave',
   SYNC_OPTIONS: 'argocd.argoproj.io/sync-options',
