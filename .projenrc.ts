@@ -32,10 +32,14 @@ const project = new cdk8s.ConstructLibraryCdk8s({
     jestConfig: {
       testMatch: ['<rootDir>/test/**/*.test.ts'],
       testTimeout: 120_000,
+      // One temp root per run (TMPDIR for every test), removed at the end after checking that no mount or
+      // process of the run is left: cdk8s's Testing outdirs, e2e work dirs and the consumer app all go there.
+      globalSetup: '<rootDir>/test/support/global-setup.ts',
+      globalTeardown: '<rootDir>/test/support/global-teardown.ts',
     },
   },
   tsconfigDev: { compilerOptions: {} },
-  gitignore: ['/dist/', '/.e2e-work/', '/artifacts/'],
+  gitignore: ['/dist/', '/artifacts/'],
   eslintOptions: { dirs: ['src', 'test'], ignorePatterns: ['src/imports/**', '*.js', '*.d.ts', 'node_modules/'] },
 });
 
@@ -57,6 +61,13 @@ project.addTask('bench', {
   exec: 'bash scripts/install-test-tools.sh && ts-node --project test/tsconfig.json test/bench/build-push.bench.ts',
   receiveArgs: true,
 });
+
+// What users get: an allow-list, so nothing else in the checkout (a test's work dir, keys, scripts) can reach
+// the package. npm adds package.json itself; the step scripts reach lib/ through post-compile.
+project.addFields({ files: ['lib', '.jsii', 'API.md', 'README.md', 'LICENSE'] });
+// jsii-pacmak appends its outdir to .npmignore unless that exact line is there, which would change a tracked
+// file in every release build.
+project.npmignore!.exclude('artifacts');
 
 // Step scripts live beside their constructs; the compiled library reads them from lib/.
 project.postCompileTask.prependExec('rm -rf lib/modelcar/scripts && cp -r src/modelcar/scripts lib/modelcar/scripts');

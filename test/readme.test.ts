@@ -25,9 +25,10 @@ function exampleAfter(heading: string): string {
 
 /** Writes `source(outdir)` to a file, runs it, and returns the documents it synthesized, validated. */
 function runExample(name: string, source: (outdir: string) => string): any[] {
-  const outdir = fs.mkdtempSync(path.join(os.tmpdir(), `readme-${name}-`));
-  const dir = path.join(root, '.e2e-work', 'readme');
-  fs.mkdirSync(dir, { recursive: true });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `readme-${name}-`));
+  const outdir = path.join(dir, 'dist');
+  // Outside the checkout, the example's own imports (cdk8s) resolve through this link to ours.
+  fs.symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'));
   const file = path.join(dir, `${name}.ts`);
   fs.writeFileSync(file, source(JSON.stringify(outdir)));
   try {
@@ -38,7 +39,7 @@ function runExample(name: string, source: (outdir: string) => string): any[] {
     expectShellcheckClean(docs);
     return docs;
   } finally {
-    fs.rmSync(outdir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -7,6 +7,7 @@
  */
 import { spawn, SpawnOptions } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 
 /** The command that installs every tool the tests need (Debian packages). */
@@ -158,12 +159,15 @@ export function repoRoot(): string {
 }
 
 /**
- * A fresh, empty work directory `<repo>/.e2e-work/<name>` (git-ignored). A previous run's directory of the same
- * name is removed first; the new one is left in place after the tests so that logs can be read when one fails.
+ * A fresh, empty work directory for `name`, outside the checkout: under `os.tmpdir()`, which
+ * the jest global setup points at the run's own temp root, removed by the global teardown after
+ * it checked that nothing (mount, process) still uses it. `MODELCAR_KEEP_TEST_TMP=1` keeps it
+ * to read the logs after a failure. Readable by every uid, since steps run under other
+ * identities walk through it to their volumes. A script outside jest (the benchmark) removes it
+ * itself.
  */
 export function freshWorkDir(name: string): string {
-  const dir = path.join(repoRoot(), '.e2e-work', name);
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.mkdirSync(dir, { recursive: true });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `e2e-${name}-`));
+  fs.chmodSync(dir, 0o755);
   return dir;
 }

@@ -1,0 +1,217 @@
+/**
+ * The package as users get it: the release tarball, installed from scratch into a new cdk8s
+ * TypeScript app beside cdk8s-cli and the peers from the npm registry, then `cdk8s synth`.
+ *
+ * The tarball is built like the release build builds it (projen's compile, post-compile and
+ * package tasks: the step scripts reach lib/ only through post-compile), in a copy of the
+ * working tree, so the checkout is left as it was and the tests are not run again (the
+ * release build runs this test). `MODELCAR_RELEASE_TARBALL=<path>` checks that tarball
+ * instead, e.g. the one `npx projen build` wrote to artifacts/js/ (`.ci/run` does).
+ *
+ * Needs git, tar, npm and the npm registry; it fails, not skips, without them.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as yaml from 'js-yaml';
+import { expectShellcheckClean } from '../../support/shellcheck';
+import { expectValidTektonManifests } from '../../support/tekton-schema';
+import { freshWorkDir, run } from '../support/tools';
+
+const root = path.resolve(__dirname, '..', '..', '..');
+const PACKAGE = 'cdk8s-modelcar-tekton';
+
+/** What a user needs, and nothing else: npm adds package.json; lib/ holds compiled code and the step scripts. */
+const ALLOWED = /^package\/(package\.json|README\.md|LICENSE|API\.md|\.jsii|lib\/.+\.(js|d\.ts)|lib\/modelcar\/scripts\/[^/]+)$/;
+
+/**
+ * npm's cache and logs (npm, npx) stay in the work dir, removed with it, not in the user's ~/.npm.
+ */
+function npmEnv(work: string): NodeJS.ProcessEnv {
+  return { ...process.env, npm_config_cache: path.join(work, 'npm-cache'), npm_config_update_notifier: 'false' };
+}
+
+/** Copies the working tree as git sees it (tracked and new files, not ignored ones) to `dest`. */
+async function copyWorkingTree(dest: string): Promise<void> {
+  const listed = await run('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: root });
+  for (const file of listed.stdout.split('\0').filter(Boolean)) {
+    const from = path.join(root, file);
+    if (!fs.existsSync(from)) continue; // deleted in the working tree, not yet in git
+    fs.mkdirSync(path.dirname(path.join(dest, file)), { recursive: true });
+    fs.copyFileSync(from, path.join(dest, file));
+  }
+  fs.symlinkSync(path.join(root, 'node_modules'), path.join(dest, 'node_modules'));
+}
+
+/** Builds the release tarball in a copy of the working tree under `work`; returns its path. */
+async function buildTarball(work: string): Promise<string> {
+  const source = path.join(work, 'source');
+  await copyWorkingTree(source);
+  for (const task of ['compile', 'post-compile', 'package']) {
+    await run('npx', ['projen', task], { cwd: source, env: npmEnv(work), timeoutMs: 300_000 });
+  }
+  const dir = path.join(source, 'artifacts', 'js');
+  const tarballs = fs.readdirSync(dir).filter((f) => f.endsWith('.tgz'));
+  if (tarballs.length !== 1) throw new Error(`expected one tarball in ${dir}, found ${JSON.stringify(tarballs)}`);
+  return path.join(dir, tarballs[0]);
+}
+
+/** The version of `name` this repository's lock installed: the app gets the same, so only our changes move this test. */
+function lockedVersion(name: string): string {
+  return JSON.parse(fs.readFileSync(path.join(root, 'node_modules', name, 'package.json'), 'utf8')).version;
+}
+
+/** A new cdk8s TypeScript app, as `cdk8s init typescript-app` lays it out, using the public API the README shows. */
+function writeApp(dir: string, tarball: string): void {
+  fs.mkdirSync(dir, { recursive: true });
+  const deps = (names: string[]) => Object.fromEntries(names.map((n) => [n, lockedVersion(n)]));
+  fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({
+    name: 'my-modelcars',
+    version: '1.0.0',
+    private: true,
+    scripts: { synth: 'cdk8s synth' },
+    dependencies: { ...deps(['cdk8s', 'cdk8s-plus-28', 'constructs']), [PACKAGE]: `file:${tarball}` },
+    devDependencies: deps(['cdk8s-cli', 'typescript', 'ts-node', '@types/node']),
+  }, null, 2));
+  fs.writeFileSync(path.join(dir, 'cdk8s.yaml'), 'language: typescript\napp: npx ts-node main.ts\n');
+  fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify({
+    compilerOptions: {
+      target: 'ES2017',
+      module: 'CommonJS',
+      lib: ['es2016'],
+      strict: true,
+      alwaysStrict: true,
+      noImplicitAny: true,
+      noImplicitReturns: true,
+      noUnusedLocals: true,
+      noUnusedParameters: true,
+      declaration: true,
+      experimentalDecorators: true,
+      resolveJsonModule: true,
+    },
+    include: ['**/*.ts'],
+    exclude: ['node_modules'],
+  }, null, 2));
+  fs.writeFileSync(path.join(dir, 'main.ts'), `import { App, Chart, Duration, Size } from 'cdk8s';
+import { ModelcarPipeline, ParamValue, PushTarget, RegistryCredentials, RegistryTrust, Task } from '${PACKAGE}';
+
+const app = new App();
+const chart = new Chart(app, 'models', { namespace: 'private-ai-demo', disableResourceNameHashes: true });
+const fsGroup = 1000970000;
+
+// Our own task, after the pushes: record the image in the model registry.
+const register = new Task(chart, 'register', { name: 'register-model' });
+const imageRef = register.addParam('IMAGE_REF', { description: 'The image, by digest' });
+register.addStep({
+  name: 'register',
+  image: 'registry.access.redhat.com/ubi9/ubi-micro@sha256:71c7ec827876417693bd3feb615a5c70753b78667cb27c17cb3a5346a6955da5',
+  env: { IMAGE_REF: imageRef.envValue() },
+  script: '#!/bin/sh\\nset -eu\\necho "registering \${IMAGE_REF}"\\n',
+});
+
+function modelcar(id: string, repository: string): ModelcarPipeline {
+  const pipeline = new ModelcarPipeline(chart, id, {
+    name: \`\${id}-modelcar\`,
+    pushTargets: [
+      PushTarget.openshiftInternal({ namespace: 'private-ai-demo', repository }),
+      PushTarget.quay({ organization: 'private-ai-demo', repository,
+        credentials: RegistryCredentials.fromDockerConfigSecret('quay-push-credentials') }),
+      PushTarget.registry({ name: 'mirror', repository: \`registry.example.com:5000/models/\${repository}\`,
+        credentials: RegistryCredentials.fromDockerConfigSecret('mirror-push-credentials'),
+        trust: RegistryTrust.fromConfigMap('mirror-ca') }),
+    ],
+    buildTimeout: Duration.minutes(30),
+  });
+  const last = pipeline.pushTasks[pipeline.pushTasks.length - 1];
+  pipeline.addTask('register', { task: register, params: { IMAGE_REF: ParamValue.string(last.result('IMAGE_REF')) } });
+  return pipeline;
+}
+
+const mistral = modelcar('mistral', 'mistral-small-24b');
+mistral.addRun('quantized', {
+  name: 'mistral-quantized',
+  model: { repo: 'RedHatAI/Mistral-Small-24B-Instruct-2501-quantized.w4a16', include: ['*.safetensors', '*.json'] },
+  tags: ['quantized-w4a16'],
+  storage: Size.gibibytes(150),
+  fsGroup,
+});
+mistral.addRun('full', {
+  name: 'mistral-full',
+  model: { repo: 'mistralai/Mistral-Small-24B-Instruct-2501', exclude: ['consolidated.safetensors'] },
+  tags: ['full'],
+  existingClaim: 'mistral-cache',
+  timeout: Duration.hours(4),
+  fsGroup,
+});
+const granite = modelcar('granite', 'granite-3-8b');
+granite.addRun('granite', {
+  name: 'granite',
+  model: { repo: 'ibm-granite/granite-3.1-8b-instruct', revision: 'main', exclude: ['*.bin', 'original/*'] },
+  tags: ['granite-3.1-8b-instruct'],
+  existingClaim: 'granite-cache',
+  fsGroup,
+});
+
+app.synth();
+`);
+}
+
+let work: string;
+let tarball: string;
+let entries: string[];
+
+beforeAll(async () => {
+  work = freshWorkDir('release-tarball');
+  tarball = process.env.MODELCAR_RELEASE_TARBALL
+    ? path.resolve(process.env.MODELCAR_RELEASE_TARBALL)
+    : await buildTarball(work);
+  entries = (await run('tar', ['tzf', tarball])).stdout.split('\n').filter(Boolean);
+}, 600_000);
+
+describe('the release tarball', () => {
+  test('holds only what users need: lib (compiled code and step scripts), .jsii, README, LICENSE, API.md', () => {
+    expect(entries.filter((e) => !ALLOWED.test(e))).toEqual([]);
+    for (const f of ['package.json', 'README.md', 'LICENSE', 'API.md', '.jsii', 'lib/index.js', 'lib/index.d.ts']) {
+      expect(entries).toContain(`package/${f}`);
+    }
+    // The step scripts are read at synth: without them `new ModelcarPipeline` throws ENOENT.
+    for (const script of fs.readdirSync(path.join(root, 'src', 'modelcar', 'scripts'))) {
+      expect(entries).toContain(`package/lib/modelcar/scripts/${script}`);
+    }
+  });
+
+  test('installs into a new cdk8s app beside cdk8s-cli, and cdk8s synth of two pipelines gives valid manifests', async () => {
+    const app = path.join(work, 'app');
+    writeApp(app, tarball);
+    await run('npm', ['install', '--no-audit', '--no-fund'], { cwd: app, env: npmEnv(work), timeoutMs: 600_000 });
+    await run(path.join(app, 'node_modules', '.bin', 'cdk8s'), ['synth'], { cwd: app, env: npmEnv(work), timeoutMs: 300_000 });
+
+    const dist = path.join(app, 'dist');
+    const docs = fs.readdirSync(dist).filter((f) => f.endsWith('.yaml'))
+      .flatMap((f) => yaml.loadAll(fs.readFileSync(path.join(dist, f), 'utf8')) as any[]);
+    expectValidTektonManifests(docs);
+    expectShellcheckClean(docs);
+
+    const names = (kind: string) => docs.filter((d) => d.kind === kind).map((d) => d.metadata.name).sort();
+    expect(names('Pipeline')).toEqual(['granite-modelcar', 'mistral-modelcar']);
+    expect(names('PipelineRun')).toEqual(['granite', 'mistral-full', 'mistral-quantized']);
+    expect(names('Task')).toHaveLength(2 * 5 + 1); // download, build, three pushes per pipeline; the user's task
+    for (const pipeline of docs.filter((d) => d.kind === 'Pipeline')) {
+      const order = pipeline.spec.tasks.map((t: any) => [t.name, t.runAfter?.[0]]);
+      expect(order).toEqual([
+        ['download-model', undefined], ['build-image', 'download-model'], ['push-internal', 'build-image'],
+        ['push-quay', 'push-internal'], ['push-mirror', 'push-quay'], ['register', 'push-mirror'],
+      ]);
+      const register = pipeline.spec.tasks.find((t: any) => t.name === 'register');
+      expect(register.taskRef).toEqual({ name: 'register-model', kind: 'Task' });
+      expect(register.params).toEqual([{ name: 'IMAGE_REF', value: '$(tasks.push-mirror.results.IMAGE_REF)' }]);
+    }
+    const run_ = (name: string) => docs.find((d) => d.kind === 'PipelineRun' && d.metadata.name === name).spec;
+    const param = (name: string, p: string) => run_(name).params.find((x: any) => x.name === p).value;
+    expect(param('mistral-quantized', 'MODEL_INCLUDE')).toBe('*.safetensors *.json');
+    expect(param('mistral-full', 'MODEL_EXCLUDE')).toBe('consolidated.safetensors');
+    expect(param('granite', 'MODEL_EXCLUDE')).toBe('*.bin original/*');
+    expect(run_('mistral-full').workspaces).toEqual([{ name: 'shared', persistentVolumeClaim: { claimName: 'mistral-cache' } }]);
+    expect(run_('granite').workspaces).toEqual([{ name: 'shared', persistentVolumeClaim: { claimName: 'granite-cache' } }]);
+    expect(run_('mistral-quantized').workspaces[0].volumeClaimTemplate.spec.resources.requests.storage).toBe('150Gi');
+  }, 900_000);
+});
