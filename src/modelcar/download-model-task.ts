@@ -118,9 +118,10 @@ export class DownloadModelTask extends Construct {
       },
       script: loadScript('hf-fetch.py'),
     });
+    // find and xargs: in the Python image (s2i-core installs findutils), not in the tools image.
     this.task.addStep({
       name: 'checksum',
-      image: tools.toString(),
+      image: (props.fetchImage ?? ModelcarImages.PYTHON).toString(),
       env: {
         MODEL_DIR: kplus.EnvValue.fromValue(`${run}/model`),
         RESOLVED_REVISION_FILE: kplus.EnvValue.fromValue(`${run}/model.revision`),

@@ -5,7 +5,7 @@
 #
 # Env: MODEL_DIR, BASE_IMAGE, ARTIFACT_FORMAT (oci | oci-archive), ARTIFACT_TMP,
 #      MODEL_REPO, MODEL_REVISION, TLS_VERIFY, CONTAINERS_STORAGE, BASE_CERT_DIR (optional),
-#      BASE_AUTHFILE (optional).
+#      AUTH_MODE, BASE_AUTHFILE or SA_TOKEN_FILE (by AUTH_MODE).
 set -eu
 umask 0002
 
@@ -17,9 +17,12 @@ fi
 
 rm -rf "${ARTIFACT_TMP}"
 mkdir -p "${TMPDIR}"
+auth_source="${BASE_AUTHFILE:-}"
+auth_registry="${BASE_IMAGE%%/*}"
+# @include registry-auth.sh
 set -- --storage-driver vfs --root "${CONTAINERS_STORAGE}/storage" --runroot "${CONTAINERS_STORAGE}/run"
 pull="--tls-verify=${TLS_VERIFY}"
-ctr=$(buildah "$@" from ${BASE_CERT_DIR:+--cert-dir "${BASE_CERT_DIR}"} ${BASE_AUTHFILE:+--authfile "${BASE_AUTHFILE}"} "${pull}" --isolation chroot "docker://${BASE_IMAGE}")
+ctr=$(buildah "$@" from ${BASE_CERT_DIR:+--cert-dir "${BASE_CERT_DIR}"} ${authfile:+--authfile "${authfile}"} "${pull}" --isolation chroot "docker://${BASE_IMAGE}")
 # The model files are root-owned and world-readable in the image: KServe runs the
 # modelcar under an arbitrary uid, which must read /models. `buildah copy` keeps the
 # modes, so they are checked here (`buildah run` does not work rootless, so no chmod in
