@@ -415,8 +415,8 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
 
 describe('in a namespace as OpenShift gives it (restricted-v2 with its own range, HOME as a cluster leaves it, tasks in parallel)', () => {
   test('9a. like the default app (no fsGroup, service account token and docker secrets): both pushes pass under the namespace\'s identity', async () => {
-    const run = namespaceManifests.find((d) => d.kind === 'PipelineRun' && d.metadata.name === 'ns-default');
-    expect(run.spec.taskRunTemplate.podTemplate.securityContext).toEqual({ fsGroupChangePolicy: 'OnRootMismatch' });
+    const pipelineRun = namespaceManifests.find((d) => d.kind === 'PipelineRun' && d.metadata.name === 'ns-default');
+    expect(pipelineRun.spec.taskRunTemplate.podTemplate.securityContext).toEqual({ fsGroupChangePolicy: 'OnRootMismatch' });
     const r = await runScenario('ns-default', { manifests: namespaceManifests, extra: { scc: NAMESPACE_SCC } });
     expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Succeeded']);
     const digest = r.tasks['build-image'].results.IMAGE_DIGEST;

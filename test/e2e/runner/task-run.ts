@@ -322,7 +322,9 @@ export class TaskRunExecutor {
       const prepared = this.prepareVolumes(spec, dir, fsGroup, podTemplate);
       dirs = prepared.dirs;
       const sa = this.serviceAccountMounts(podTemplate, dir, identities);
-      mounts = steps.map((s, i) => [...prepared.common, ...sa.common, ...(sa.creds[i] ? [sa.creds[i]] : []), ...this.stepMounts(s, i, prepared.volumes, dir)]);
+      mounts = steps.map((s, i) => [
+        ...prepared.common, ...sa.common, ...(sa.creds[i] ? [sa.creds[i]] : []), ...this.stepMounts(s, i, prepared.volumes, dir),
+      ]);
       credsCopy = steps.map(() => sa.hasCreds);
     } catch (e) {
       if (!(e instanceof TaskRunFailure || e instanceof SubstitutionError || e instanceof VolumeError)) throw e; // harness bug
@@ -517,7 +519,8 @@ export class TaskRunExecutor {
    * What the pod gets from its service account: the token the kubelet mounts, and Tekton's credentials directory
    * (an emptyDir per step at /tekton/creds, written by the entrypoint as the step's uid: mode 0600, the step's own).
    */
-  private serviceAccountMounts(podTemplate: any, dir: string, identities: Identity[]): { common: SandboxMount[]; creds: SandboxMount[]; hasCreds: boolean } {
+  private serviceAccountMounts(podTemplate: any, dir: string, identities: Identity[]):
+  { common: SandboxMount[]; creds: SandboxMount[]; hasCreds: boolean } {
     const name: string = podTemplate.serviceAccountName ?? 'default';
     const sa = this.input.settings.serviceAccounts?.[name];
     if (!sa) return { common: [], creds: [], hasCreds: false };

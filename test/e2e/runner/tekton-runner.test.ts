@@ -616,7 +616,7 @@ tasks:
       expect(log).toContain('token=sa-token-value ns=default');
       expect(stepLog(r, 't', 1)).toContain('linked.example');
       // A service account the runner does not know has no credentials and no token.
-      const none = await run([pipelineRun(`tasks: [{ name: t, taskSpec: { steps: [{ name: s, image: busybox, script: 'ls /tekton/creds /var/run/secrets/kubernetes.io/serviceaccount 2>&1 || true' }] } }]`)], { scc: SCC });
+      const none = await run([pipelineRun('tasks: [{ name: t, taskSpec: { steps: [{ name: s, image: busybox, script: \'ls /tekton/creds /var/run/secrets/kubernetes.io/serviceaccount 2>&1 || true\' }] } }]')], { scc: SCC });
       expect(stepLog(none, 't')).toContain('No such file or directory');
     });
   });
