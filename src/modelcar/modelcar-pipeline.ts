@@ -104,16 +104,16 @@ export interface ModelcarPipelineProps {
   readonly buildTimeout?: Duration;
 
   /**
-   * The image of the shell and skopeo steps (preambles, checksums, base copy, publish,
-   * pushes): set it to a mirror in a disconnected cluster.
+   * The image of the shell and skopeo steps (preambles, base copy, publish, pushes):
+   * set it to a mirror in a disconnected cluster.
    *
    * @default ModelcarImages.SKOPEO
    */
   readonly toolsImage?: ImageReference;
 
   /**
-   * The image of the Python steps (Hugging Face fetch, verification, and the layout
-   * builder unless `builder` names its own).
+   * The image of the Python steps (Hugging Face fetch, the download's checksum step,
+   * verification, and the layout builder unless `builder` names its own).
    *
    * @default ModelcarImages.PYTHON
    */
