@@ -34,15 +34,15 @@ export function buildDefaultApp(options: DefaultAppOptions = {}): App {
     ],
   });
 
-  // OpenShift assigns the namespace a group range; the seed's pipeline used 1000970000.
-  const fsGroup = 1000970000;
+  // No fsGroup and no uid: OpenShift's restricted-v2 SCC gives every pod of the namespace
+  // the first value of the namespace's own range (different on every cluster), so all
+  // tasks share one identity; a value fixed here would be refused outside the seed cluster.
   modelcar.addRun('mistral-quantized', {
     name: 'mistral-small-24b-quantized',
     model: { repo: 'RedHatAI/Mistral-Small-24B-Instruct-2501-quantized.w4a16' },
     tags: ['mistral-small-24b-instruct-2501-quantized-w4a16'],
     storage: Size.gibibytes(150),
     timeout: Duration.minutes(150),
-    fsGroup,
   });
   // The full model is ~48 GB of bf16 weights: model + image on one volume, with headroom.
   modelcar.addRun('mistral-full', {
@@ -51,7 +51,6 @@ export function buildDefaultApp(options: DefaultAppOptions = {}): App {
     tags: ['mistral-small-24b-instruct-2501'],
     storage: Size.gibibytes(250),
     timeout: Duration.hours(4),
-    fsGroup,
   });
   return app;
 }

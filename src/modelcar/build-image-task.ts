@@ -15,6 +15,11 @@ import { Workspace } from '../tekton/workspaces';
 
 /** Where the build task's emptyDir for temporary files and buildah's store is mounted. */
 const SCRATCH = '/var/lib/containers';
+/**
+ * $HOME of the skopeo and buildah steps, in that emptyDir: they keep a blob-info cache under
+ * it, and the namespace's arbitrary uid has HOME=/ otherwise, which it cannot write.
+ */
+const SCRATCH_HOME = `${SCRATCH}/home`;
 
 /**
  * Properties of a `BuildImageTask`.
@@ -161,6 +166,7 @@ export class BuildImageTask extends Construct {
           ARTIFACT_TMP: kplus.EnvValue.fromValue(tmp),
           RETRIES: kplus.EnvValue.fromValue('3'),
           TMPDIR: kplus.EnvValue.fromValue(`${SCRATCH}/tmp`),
+          HOME: kplus.EnvValue.fromValue(SCRATCH_HOME),
         },
         volumeMounts: pullMounts,
         script: loadScript('layout-base.sh'),
@@ -190,6 +196,7 @@ export class BuildImageTask extends Construct {
           ARTIFACT_TMP: kplus.EnvValue.fromValue(tmp),
           CONTAINERS_STORAGE: kplus.EnvValue.fromValue(SCRATCH),
           TMPDIR: kplus.EnvValue.fromValue(`${SCRATCH}/tmp`),
+          HOME: kplus.EnvValue.fromValue(SCRATCH_HOME),
         },
         volumeMounts: pullMounts,
         // buildah writes file capabilities when it unpacks layers: SETFCAP is all it needs.
@@ -217,6 +224,7 @@ export class BuildImageTask extends Construct {
         ARTIFACT_PATH: kplus.EnvValue.fromValue(final),
         RESULT_IMAGE_DIGEST: this.imageDigest.pathEnvValue(),
         TMPDIR: kplus.EnvValue.fromValue(`${SCRATCH}/tmp`),
+        HOME: kplus.EnvValue.fromValue(SCRATCH_HOME),
       },
       volumeMounts: scratchMounts,
       script: loadScript('publish-artifact.sh'),

@@ -1,7 +1,7 @@
 import * as kplus from 'cdk8s-plus-28';
 import { ArtifactFormat } from './artifact-format';
 import { ImageReference } from './image-reference';
-import { RegistryCredentials, RegistryTrust } from './push-target';
+import { RegistryCredentials, RegistryCredentialsSource, RegistryTrust } from './push-target';
 import { loadScript } from './scripts';
 import { Param } from '../tekton/params';
 import { TaskVolume, VolumeMount } from '../tekton/step';
@@ -63,15 +63,25 @@ export function addPreamble(task: Task, ws: Workspace, runId: Param, image: Imag
 /** What a step needs to reach a registry: its mounts and env. @internal */
 export interface RegistryAccess {
   readonly mounts: VolumeMount[];
-  /** CERT_DIR-like and AUTHFILE-like variables, under the names asked for. */
+  /** CERT_DIR-like and AUTHFILE-like variables, under the names asked for, and AUTH_MODE. */
   readonly env: Record<string, kplus.EnvValue>;
 }
 
 /**
+ * Where Kubernetes mounts the service account's token in every container (unless
+ * `automountServiceAccountToken: false`). @internal
+ */
+export const SERVICE_ACCOUNT_TOKEN_PATH = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+
+/**
  * Adds the volumes that give a step a registry's CA (ConfigMap or Secret, as a cert dir:
- * skopeo and buildah trust every `*.crt` in it) and its docker config Secret (as an
- * authfile), and returns the mounts and env for the step. Nothing is added for the
- * system CAs or the service account's credentials.
+ * skopeo and buildah trust every `*.crt` in it) and its credentials, and returns the
+ * mounts and env for the step (read by `scripts/registry-auth.sh`):
+ * - a docker config Secret is mounted and named by the authfile variable;
+ * - the service account's docker secrets are the file Tekton writes to
+ *   `$(credentials.path)/.docker/config.json` (Tekton substitutes the variable in the
+ *   step; the file is the step's own, so no `$HOME` is involved);
+ * - the service account's token is read from where Kubernetes mounts it.
  *
  * @internal
  */
@@ -96,11 +106,21 @@ export function addRegistryAccess(task: Task, opts: {
     mounts.push({ volume: v, mountPath: dir, readOnly: true });
     env[opts.certDirEnv] = kplus.EnvValue.fromValue(dir);
   }
-  if (credentials.secretName) {
-    const v = task.addVolume(TaskVolume.secret(`${opts.prefix}-auth`, credentials.secretName));
-    const dir = `${opts.mountPrefix}auth`;
-    mounts.push({ volume: v, mountPath: dir, readOnly: true });
-    env[opts.authFileEnv] = kplus.EnvValue.fromValue(`${dir}/.dockerconfigjson`);
+  env.AUTH_MODE = kplus.EnvValue.fromValue(credentials.source);
+  switch (credentials.source) {
+    case RegistryCredentialsSource.DOCKER_CONFIG_SECRET: {
+      const v = task.addVolume(TaskVolume.secret(`${opts.prefix}-auth`, credentials.secretName!));
+      const dir = `${opts.mountPrefix}auth`;
+      mounts.push({ volume: v, mountPath: dir, readOnly: true });
+      env[opts.authFileEnv] = kplus.EnvValue.fromValue(`${dir}/.dockerconfigjson`);
+      break;
+    }
+    case RegistryCredentialsSource.SERVICE_ACCOUNT_DOCKER_CONFIG:
+      env[opts.authFileEnv] = kplus.EnvValue.fromValue('$(credentials.path)/.docker/config.json');
+      break;
+    case RegistryCredentialsSource.SERVICE_ACCOUNT_TOKEN:
+      env.SA_TOKEN_FILE = kplus.EnvValue.fromValue(SERVICE_ACCOUNT_TOKEN_PATH);
+      break;
   }
   return { mounts, env };
 }

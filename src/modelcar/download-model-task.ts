@@ -22,14 +22,15 @@ export interface DownloadModelTaskProps {
   readonly name?: string;
 
   /**
-   * The image of the fetch step: Python 3 (stdlib only) runs the Hugging Face fetch.
+   * The image of the fetch and checksum steps: Python 3 (stdlib only) runs the Hugging
+   * Face fetch; the checksum step needs find and xargs, which this image has.
    *
    * @default ModelcarImages.PYTHON
    */
   readonly fetchImage?: ImageReference;
 
   /**
-   * The image of the shell steps (preamble, checksums).
+   * The image of the debug preamble (sh and coreutils).
    *
    * @default ModelcarImages.SKOPEO
    */
@@ -118,9 +119,10 @@ export class DownloadModelTask extends Construct {
       },
       script: loadScript('hf-fetch.py'),
     });
+    // find and xargs: in the Python image (s2i-core installs findutils), not in the tools image.
     this.task.addStep({
       name: 'checksum',
-      image: tools.toString(),
+      image: (props.fetchImage ?? ModelcarImages.PYTHON).toString(),
       env: {
         MODEL_DIR: kplus.EnvValue.fromValue(`${run}/model`),
         RESOLVED_REVISION_FILE: kplus.EnvValue.fromValue(`${run}/model.revision`),

@@ -8,9 +8,13 @@ import { ImageReference } from './image-reference';
  * them (Red Hat's registries publish them; re-check with
  * `skopeo inspect docker://<image>` before a production rollout and mirror them for
  * disconnected clusters).
+ *
+ * The commands each image provides to the steps, and the evidence for each, are listed in
+ * `image-inventory.ts`; steps call nothing else. A mirror given as `toolsImage` or
+ * `pythonImage` must provide the same commands.
  */
 export class ModelcarImages {
-  /** UBI 9 skopeo (skopeo 1.22, sh, coreutils, tar): validation, pushes and small steps. */
+  /** UBI 9 skopeo (skopeo, sh, coreutils, grep): debug preambles, base copy, publish, pushes. */
   public static readonly SKOPEO = ImageReference.fromDigest(
     'registry.access.redhat.com/ubi9/skopeo',
     'sha256:577a988b42ae430f0f9d99bae5232b517ceaea6a7b884ec443fe8e636528e291');
@@ -22,7 +26,8 @@ export class ModelcarImages {
 
   /**
    * UBI 9 Python 3.12: runs the stdlib-only scripts (no pip at run time): the Hugging Face
-   * fetch, the OCI layout builder and the artifact verification.
+   * fetch, the OCI layout builder and the artifact verification; and the download's
+   * checksum step, which needs findutils (this image has them, the skopeo image not).
    */
   public static readonly PYTHON = ImageReference.fromDigest(
     'registry.access.redhat.com/ubi9/python-312',

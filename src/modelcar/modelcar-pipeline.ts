@@ -105,16 +105,16 @@ export interface ModelcarPipelineProps {
   readonly buildTimeout?: Duration;
 
   /**
-   * The image of the shell and skopeo steps (preambles, checksums, base copy, publish,
-   * pushes): set it to a mirror in a disconnected cluster.
+   * The image of the shell and skopeo steps (preambles, base copy, publish, pushes):
+   * set it to a mirror in a disconnected cluster.
    *
    * @default ModelcarImages.SKOPEO
    */
   readonly toolsImage?: ImageReference;
 
   /**
-   * The image of the Python steps (Hugging Face fetch, verification, and the layout
-   * builder unless `builder` names its own).
+   * The image of the Python steps (Hugging Face fetch, the download's checksum step,
+   * verification, and the layout builder unless `builder` names its own).
    *
    * @default ModelcarImages.PYTHON
    */
@@ -173,11 +173,28 @@ export interface ModelcarRunOptions {
 
   /**
    * The fsGroup every task runs with: the group that owns the run's volume and that
-   * every task belongs to, so each reads what the others wrote. OpenShift gives each
-   * namespace its own range (annotation `openshift.io/sa.scc.supplemental-groups`):
-   * use a value from it.
+   * every task belongs to, so each reads what the others wrote.
+   *
+   * Leave it unset on OpenShift: the namespace's SCC (restricted-v2) gives every pod of
+   * the namespace the first value of the namespace's range (annotation
+   * `openshift.io/sa.scc.supplemental-groups`, different on every cluster), so every
+   * task already shares one group; a value outside that range makes every TaskRun fail
+   * at pod creation ("unable to validate against any security context constraint").
+   * Set it on a cluster without SCCs (vanilla Kubernetes assigns none).
+   *
+   * @default - none: the namespace's SCC assigns it
    */
-  readonly fsGroup: number;
+  readonly fsGroup?: number;
+
+  /**
+   * The uid every task runs as. Leave it unset on OpenShift (the SCC assigns the first
+   * uid of the namespace's range, and refuses one outside it); set it on a cluster
+   * without SCCs whose images would otherwise run as root. It applies to the whole
+   * run: no task sets its own.
+   *
+   * @default - none: the namespace's SCC, or the image, decides
+   */
+  readonly runAsUser?: number;
 
   /**
    * The readable part of the PipelineRun's name. The name is `<name>-<hash>`, the hash
@@ -419,8 +436,8 @@ export interface ModelcarPipelineRunProps extends ModelcarRunOptions {
 }
 
 /**
- * A run of a `ModelcarPipeline` for one model: its own volume, one fsGroup for every
- * task, and a timeout.
+ * A run of a `ModelcarPipeline` for one model: its own volume, one identity for every
+ * task (the namespace's, unless fsGroup or runAsUser is given), and a timeout.
  */
 export class ModelcarPipelineRun extends Construct {
   /** The PipelineRun. */
@@ -485,7 +502,9 @@ export class ModelcarPipelineRun extends Construct {
       taskRunTemplate: {
         serviceAccountName: props.serviceAccountName ?? 'pipeline',
         podTemplate: {
+          // Unset fields stay unset: the namespace's SCC fills them in at pod creation.
           securityContext: {
+            runAsUser: props.runAsUser,
             fsGroup: props.fsGroup,
             fsGroupChangePolicy: props.fsGroupChangePolicy ?? kplus.FsGroupChangePolicy.ON_ROOT_MISMATCH,
           },

@@ -3,8 +3,22 @@ import { ImageReference } from './image-reference';
 import { validateDnsLabel, validateObjectName } from '../tekton/util';
 
 /**
+ * Where a step finds a registry's credentials (see `RegistryCredentials`).
+ */
+export enum RegistryCredentialsSource {
+  /** A docker config Secret mounted into the step. */
+  DOCKER_CONFIG_SECRET = 'secret',
+  /** The docker secrets linked to the service account, as Tekton writes them to `$(credentials.path)`. */
+  SERVICE_ACCOUNT_DOCKER_CONFIG = 'service-account',
+  /** The pod's mounted service-account token, as the password (the OpenShift internal registry). */
+  SERVICE_ACCOUNT_TOKEN = 'service-account-token',
+}
+
+/**
  * How a push authenticates to its registry. Credentials never appear in the manifests:
- * only the name of the Secret or service account that holds them.
+ * only the name of the Secret or service account that holds them. Every kind is handed
+ * to skopeo explicitly with `--authfile`: nothing depends on `$HOME`, which on OpenShift
+ * is `/` (not writable) for the namespace's arbitrary uid.
  */
 export class RegistryCredentials {
   /**
@@ -14,23 +28,41 @@ export class RegistryCredentials {
    */
   public static fromDockerConfigSecret(secretName: string): RegistryCredentials {
     validateDnsLabel('docker config secret name', secretName);
-    return new RegistryCredentials(secretName);
+    return new RegistryCredentials(RegistryCredentialsSource.DOCKER_CONFIG_SECRET, secretName);
   }
 
   /**
-   * The PipelineRun's service account: Tekton writes the docker credentials of the
-   * secrets linked to it into the step's `~/.docker/config.json`, which skopeo reads.
-   * On OpenShift the `pipeline` service account can push to its namespace's
-   * internal registry this way.
+   * The docker secrets linked to the PipelineRun's service account (its `secrets`, not
+   * its `imagePullSecrets`: Tekton reads only the former; secrets of type
+   * `kubernetes.io/dockerconfigjson` or `kubernetes.io/dockercfg` need no annotation).
+   * Tekton merges them into `$(credentials.path)/.docker/config.json` (`/tekton/creds`),
+   * which the step hands to skopeo with `--authfile`. Tekton also copies that file into
+   * `$HOME`, but only where `$HOME` is writable, so it is not relied on. When no docker
+   * secret is linked, the step goes without credentials (and says so).
    */
   public static fromServiceAccount(): RegistryCredentials {
-    return new RegistryCredentials(undefined);
+    return new RegistryCredentials(RegistryCredentialsSource.SERVICE_ACCOUNT_DOCKER_CONFIG, undefined);
   }
 
+  /**
+   * The token Kubernetes mounts into every pod of the service account
+   * (`/var/run/secrets/kubernetes.io/serviceaccount/token`), as the password of user
+   * `serviceaccount`: the OpenShift internal registry accepts it, and lets the
+   * `pipeline` service account push to its own namespace (role `system:image-builder`).
+   * The step writes a private authfile (mode 0600, in its emptyDir) for the target's
+   * registry only, and never prints the token.
+   */
+  public static fromServiceAccountToken(): RegistryCredentials {
+    return new RegistryCredentials(RegistryCredentialsSource.SERVICE_ACCOUNT_TOKEN, undefined);
+  }
+
+  /** Where the credentials come from. */
+  public readonly source: RegistryCredentialsSource;
   /** The Secret's name, or undefined for the service account. */
   public readonly secretName?: string;
 
-  private constructor(secretName: string | undefined) {
+  private constructor(source: RegistryCredentialsSource, secretName: string | undefined) {
+    this.source = source;
     this.secretName = secretName;
   }
 }
@@ -120,7 +152,7 @@ export interface OpenShiftInternalTargetOptions extends PushTargetOptions {
   /**
    * The credentials.
    *
-   * @default RegistryCredentials.fromServiceAccount()
+   * @default RegistryCredentials.fromServiceAccountToken()
    */
   readonly credentials?: RegistryCredentials;
 }
@@ -166,14 +198,14 @@ const OPENSHIFT_REGISTRY = 'image-registry.openshift-image-registry.svc:5000';
 export class PushTarget {
   /**
    * The OpenShift internal registry, through its service address, trusting the
-   * cluster's service CA.
+   * cluster's service CA, with the service account's token as the password.
    */
   public static openshiftInternal(options: OpenShiftInternalTargetOptions): PushTarget {
     validateDnsLabel('openshiftInternal namespace', options.namespace);
     return new PushTarget({
       name: 'internal',
       repository: `${OPENSHIFT_REGISTRY}/${options.namespace}/${options.repository ?? 'modelcars'}`,
-      credentials: options.credentials ?? RegistryCredentials.fromServiceAccount(),
+      credentials: options.credentials ?? RegistryCredentials.fromServiceAccountToken(),
       trust: RegistryTrust.fromConfigMap('openshift-service-ca.crt'),
       timeout: options.timeout,
       retries: options.retries,

@@ -102,6 +102,9 @@ export class PushTask extends Construct {
       RESULT_IMAGE_DIGEST: this.imageDigestResult.pathEnvValue(),
       RESULT_IMAGE_REF: this.imageRef.pathEnvValue(),
       TMPDIR: kplus.EnvValue.fromValue('/var/tmp/modelcar'),
+      // skopeo keeps a blob-info cache under $HOME: in the emptyDir, since the namespace's
+      // arbitrary uid has HOME=/ otherwise, which it cannot write.
+      HOME: kplus.EnvValue.fromValue('/var/tmp/modelcar/home'),
       ...access.env,
     };
 

@@ -44,7 +44,9 @@ export interface PodSecurityContext {
   readonly fsGroup?: number;
 
   /**
-   * When Kubernetes changes the volume's ownership to fsGroup.
+   * When Kubernetes changes the volume's ownership to fsGroup. It may be set without
+   * fsGroup: on OpenShift the namespace's SCC fills fsGroup in at pod creation, and the
+   * policy applies to that group.
    *
    * @default - Kubernetes' default (Always)
    */
@@ -556,9 +558,6 @@ function validatePodTemplate(where: string, pt: PodTemplate | undefined) {
   for (const g of sc.supplementalGroups ?? []) check('supplementalGroups[]', g);
   if (sc.runAsNonRoot && sc.runAsUser === 0) {
     throw new Error(`${where}: securityContext has runAsNonRoot with runAsUser 0: no pod could start`);
-  }
-  if (sc.fsGroupChangePolicy && sc.fsGroup === undefined) {
-    throw new Error(`${where}: securityContext.fsGroupChangePolicy is set without fsGroup: it has no effect; set fsGroup`);
   }
   for (const [k] of Object.entries(pt?.nodeSelector ?? {})) {
     if (k.trim() === '') throw new Error(`${where}: nodeSelector has an empty key`);

@@ -4,6 +4,8 @@ import * as path from 'path';
 import * as yaml from 'js-yaml';
 import { GitOpsLayout, ModelcarPipeline, PipelineGraph } from '../../src';
 import { buildDefaultApp, DefaultAppOptions } from '../../src/app/main';
+import { IMAGE_COMMANDS } from '../../src/modelcar/image-inventory';
+import { scriptCommands, shellCommands } from '../support/script-commands';
 import { expectShellcheckClean } from '../support/shellcheck';
 import { expectValidTektonManifests } from '../support/tekton-schema';
 
@@ -23,6 +25,12 @@ describe('default app', () => {
   const tasks = docs.filter((d) => d.kind === 'Task');
   const steps = tasks.flatMap((t) => t.spec.steps.map((s: any) => ({ task: t.metadata.name, ...s })));
   const env = (step: any, name: string) => step.env?.find((e: any) => e.name === name);
+  /** The script's commands as the shell runs them (comments stripped), each with its words joined. */
+  const commandLines = (script: string): string[] => script.split('\n')
+    .map((l) => l.replace(/(^|\s)#.*$/, '').trim())
+    .filter((l) => l !== '' && shellCommands(l).length > 0);
+  /** Index of the first command line that starts with the given words (-1 when none): never matches a comment. */
+  const lineOf = (script: string, re: RegExp): number => commandLines(script).findIndex((l) => re.test(l));
   afterAll(() => fs.rmSync(outdir, { recursive: true, force: true }));
 
   test('writes the GitOps layout, which matches the snapshot', () => {
@@ -60,7 +68,11 @@ describe('default app', () => {
     for (const t of tasks) {
       const first = t.spec.steps[0];
       expect(first.name).toBe('debug');
-      for (const cmd of ['id', 'id -G', 'umask', 'ls -la', 'stat', 'df -h']) expect(first.script).toContain(cmd);
+      // The commands the preamble runs (comments stripped): identity, groups, umask, listings, stat, free space.
+      expect(shellCommands(first.script)).toEqual(expect.arrayContaining(['id', 'umask', 'ls', 'stat', 'df']));
+      for (const cmd of [/^echo "identity: +\$\(id\)"$/, /^echo "groups: +\$\(id -G\)"$/, /^echo "umask: +\$\(umask\)"$/, /^ls -la "\$\{WORKSPACE\}"/, /^df -h "\$\{WORKSPACE\}"/]) {
+        expect(lineOf(first.script, cmd)).toBeGreaterThanOrEqual(0);
+      }
       expect(first.script).toContain('================ modelcar debug');
     }
   });
@@ -84,12 +96,20 @@ describe('default app', () => {
     const layers = build.find((s: any) => s.name === 'layers').script as string;
     expect(layers.indexOf('os.fsync(f.fileno())')).toBeLessThan(layers.indexOf('os.replace(tmp, self.path(digest))'));
     const publish = build.find((s: any) => s.name === 'publish').script as string;
-    expect(publish.indexOf('sync')).toBeLessThan(publish.indexOf('mv -T "${ARTIFACT_TMP}" "${ARTIFACT_PATH}"'));
+    // Commands in order, comments stripped: sync, the atomic rename, sync again. Each must be there (index >= 0).
+    const sync = lineOf(publish, /^sync$/);
+    const rename = lineOf(publish, /^mv -T "\$\{ARTIFACT_TMP\}" "\$\{ARTIFACT_PATH\}"$/);
+    expect(sync).toBeGreaterThanOrEqual(0);
+    expect(rename).toBeGreaterThan(sync);
+    expect(commandLines(publish)[rename + 1]).toBe('sync');
+    const fsync = layers.indexOf('os.fsync(f.fileno())');
+    expect(fsync).toBeGreaterThanOrEqual(0);
   });
 
-  test('5. one identity: fsGroup on the run, no task sets a user or group, pushes check readability', () => {
+  test('5. one identity: the namespace\'s, no task sets a user or group, pushes check readability', () => {
+    // No fsGroup and no uid: the namespace's SCC assigns them (its own range on every cluster); the policy stays.
     for (const run of runs) {
-      expect(run.spec.taskRunTemplate.podTemplate.securityContext).toEqual({ fsGroup: 1000970000, fsGroupChangePolicy: 'OnRootMismatch' });
+      expect(run.spec.taskRunTemplate.podTemplate.securityContext).toEqual({ fsGroupChangePolicy: 'OnRootMismatch' });
     }
     for (const t of tasks) {
       expect(t.spec.stepTemplate?.securityContext).toBeUndefined();
@@ -103,7 +123,7 @@ describe('default app', () => {
       expect(env(debug, 'REQUIRE_READABLE').value).toBe('true');
       expect(debug.script).toContain('Likely fix: run every task under the same fsGroup');
     }
-    expect(task('modelcar-pipeline-download-model').spec.steps[2].script).toContain('umask 0002');
+    expect(commandLines(task('modelcar-pipeline-download-model').spec.steps[2].script)).toContain('umask 0002');
   });
 
   test('6. no stale content: per-run path, fresh volume, digest handed from build to every push', () => {
@@ -166,7 +186,8 @@ describe('default app', () => {
     expect(docs.filter((d) => d.kind === 'Secret')).toEqual([]);
     for (const s of steps) {
       for (const e of s.env ?? []) {
-        if (/TOKEN|PASSWORD|AUTH|CREDENTIAL/.test(e.name) && e.name !== 'AUTHFILE') expect(e.value).toBeUndefined();
+        // AUTH_MODE names a kind, the others a file: no value of theirs is a credential.
+        if (/TOKEN|PASSWORD|AUTH|CREDENTIAL/.test(e.name) && !['AUTHFILE', 'BASE_AUTHFILE', 'AUTH_MODE', 'SA_TOKEN_FILE'].includes(e.name)) expect(e.value).toBeUndefined();
       }
     }
     const quay = task('modelcar-pipeline-push-quay');
@@ -215,6 +236,45 @@ describe('default app', () => {
     const blocks = [...readme.matchAll(/```mermaid\n([\s\S]*?)```/g)].map((m) => m[1]);
     expect(blocks).toEqual([graph]);
     expect(read('02-pipeline/pipeline-modelcar-pipeline.md')).toContain('```mermaid\n' + graph + '```');
+  });
+
+  test('11. registry credentials without $HOME: the internal push uses the service account token, quay its secret; skopeo gets a writable HOME', () => {
+    const push = (name: string) => task(name).spec.steps.find((s: any) => s.name === 'push');
+    const internal = push('modelcar-pipeline-push-internal');
+    expect(env(internal, 'AUTH_MODE').value).toBe('service-account-token');
+    expect(env(internal, 'SA_TOKEN_FILE').value).toBe('/var/run/secrets/kubernetes.io/serviceaccount/token');
+    expect(env(internal, 'AUTHFILE')).toBeUndefined();
+    const quay = push('modelcar-pipeline-push-quay');
+    expect(env(quay, 'AUTH_MODE').value).toBe('secret');
+    expect(env(quay, 'AUTHFILE').value).toBe('/etc/modelcar/auth/.dockerconfigjson');
+    // The base image: the service account's docker secrets, as Tekton writes them to $(credentials.path).
+    const base = task('modelcar-pipeline-build-image').spec.steps.find((s: any) => s.name === 'base');
+    expect(env(base, 'AUTH_MODE').value).toBe('service-account');
+    expect(env(base, 'BASE_AUTHFILE').value).toBe('$(credentials.path)/.docker/config.json');
+    // Every step that runs skopeo has HOME in an emptyDir it mounts (its blob-info cache lives there).
+    for (const s of steps.filter((x) => scriptCommands(x.script).includes('skopeo'))) {
+      const home = env(s, 'HOME')?.value as string;
+      expect(home).toBeDefined();
+      const t = tasks.find((x) => x.metadata.name === s.task);
+      const mount = s.volumeMounts.find((m: any) => home.startsWith(`${m.mountPath}/`));
+      expect(t.spec.volumes.find((v: any) => v.name === mount.name).emptyDir).toBeDefined();
+    }
+  });
+
+  test('12. every step calls only commands its image provides (image-inventory.ts; comments stripped)', () => {
+    const missing: string[] = [];
+    let checked = 0;
+    for (const s of steps) {
+      const repository = (s.image as string).split('@')[0];
+      const inventory = IMAGE_COMMANDS[repository];
+      expect(inventory).toBeDefined();
+      for (const cmd of scriptCommands(s.script)) {
+        checked++;
+        if (!inventory.includes(cmd)) missing.push(`${s.task}/${s.name} (${repository}): ${cmd}`);
+      }
+    }
+    expect(missing).toEqual([]);
+    expect(checked).toBeGreaterThan(40);
   });
 });
 

@@ -107,11 +107,12 @@ describe('PipelineRun', () => {
       expect(() => new PipelineRun(chart, 'r', { pipeline, taskRunTemplate: { podTemplate: { securityContext: { fsGroup: 2 ** 31 } } } }))
         .toThrow(/securityContext.fsGroup 2147483648 is out of range/);
     });
-    test('fails when fsGroupChangePolicy is set without fsGroup', () => {
+    test('keeps fsGroupChangePolicy without fsGroup (an SCC fills fsGroup in at pod creation)', () => {
       const { chart, pipeline } = setup();
-      expect(() => new PipelineRun(chart, 'r', {
-        pipeline, taskRunTemplate: { podTemplate: { securityContext: { fsGroupChangePolicy: kplus.FsGroupChangePolicy.ALWAYS } } },
-      })).toThrow(/fsGroupChangePolicy is set without fsGroup/);
+      const run = new PipelineRun(chart, 'r', {
+        pipeline, taskRunTemplate: { podTemplate: { securityContext: { fsGroupChangePolicy: kplus.FsGroupChangePolicy.ON_ROOT_MISMATCH } } },
+      });
+      expect(run.apiObject.toJson().spec.taskRunTemplate.podTemplate.securityContext).toEqual({ fsGroupChangePolicy: 'OnRootMismatch' });
     });
     test('fails when a taskRunSpec names a task of another pipeline or one task twice', () => {
       const { chart, pipeline, work } = setup();

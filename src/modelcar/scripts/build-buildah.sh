@@ -5,7 +5,7 @@
 #
 # Env: MODEL_DIR, BASE_IMAGE, ARTIFACT_FORMAT (oci | oci-archive), ARTIFACT_TMP,
 #      MODEL_REPO, MODEL_REVISION, TLS_VERIFY, CONTAINERS_STORAGE, BASE_CERT_DIR (optional),
-#      BASE_AUTHFILE (optional).
+#      AUTH_MODE, BASE_AUTHFILE or SA_TOKEN_FILE (by AUTH_MODE).
 set -eu
 umask 0002
 
@@ -17,18 +17,35 @@ fi
 
 rm -rf "${ARTIFACT_TMP}"
 mkdir -p "${TMPDIR}"
+auth_source="${BASE_AUTHFILE:-}"
+auth_registry="${BASE_IMAGE%%/*}"
+# @include registry-auth.sh
 set -- --storage-driver vfs --root "${CONTAINERS_STORAGE}/storage" --runroot "${CONTAINERS_STORAGE}/run"
 pull="--tls-verify=${TLS_VERIFY}"
-ctr=$(buildah "$@" from ${BASE_CERT_DIR:+--cert-dir "${BASE_CERT_DIR}"} ${BASE_AUTHFILE:+--authfile "${BASE_AUTHFILE}"} "${pull}" --isolation chroot "docker://${BASE_IMAGE}")
+ctr=$(buildah "$@" from ${BASE_CERT_DIR:+--cert-dir "${BASE_CERT_DIR}"} ${authfile:+--authfile "${authfile}"} "${pull}" --isolation chroot "docker://${BASE_IMAGE}")
 # The model files are root-owned and world-readable in the image: KServe runs the
 # modelcar under an arbitrary uid, which must read /models. `buildah copy` keeps the
 # modes, so they are checked here (`buildah run` does not work rootless, so no chmod in
 # the image).
-unreadable=$(find "${MODEL_DIR}" \( -type f ! -perm -0444 \) -o \( -type d ! -perm -0555 \) | head -n 3)
-if [ -n "${unreadable}" ]; then
-  echo "model files not readable by every uid (KServe runs the modelcar under an arbitrary one): ${unreadable}" >&2
-  exit 1
-fi
+# The walk is plain shell with stat (coreutils): the buildah image has no findutils (see image-inventory.ts).
+check_modes() {
+  for entry in "$1"/* "$1"/.[!.]* "$1"/..?*; do
+    [ -e "${entry}" ] || continue
+    mode=$(stat -c %A "${entry}")
+    if [ -d "${entry}" ]; then
+      case "${mode}" in
+        ?r[-w][xs]r[-w][xs]r[-w][xt]*) check_modes "${entry}" ;;
+        *) echo "model directory not readable by every uid (KServe runs the modelcar under an arbitrary one): ${entry} (${mode})" >&2; exit 1 ;;
+      esac
+    else
+      case "${mode}" in
+        ?r??r??r??*) ;;
+        *) echo "model file not readable by every uid (KServe runs the modelcar under an arbitrary one): ${entry} (${mode})" >&2; exit 1 ;;
+      esac
+    fi
+  done
+}
+check_modes "${MODEL_DIR}"
 buildah "$@" copy --chown 0:0 "${ctr}" "${MODEL_DIR}" /models
 buildah "$@" config \
   --label "org.opencontainers.image.source=https://huggingface.co/${MODEL_REPO}" \

@@ -3,6 +3,9 @@
 # The build verifies the manifest, so a file changed or lost between the tasks fails
 # the build instead of being packaged.
 #
+# It runs in the Python image (UBI 9 + s2i-core: findutils and coreutils, see
+# ModelcarImages); the tools image has no find or xargs.
+#
 # Env: MODEL_DIR, RESOLVED_REVISION_FILE, RESULT_MODEL_SIZE, RESULT_MODEL_REVISION.
 set -eu
 umask 0002
@@ -23,7 +26,10 @@ find . -type f ! -name SHA256SUMS -print0 | LC_ALL=C sort -z | xargs -0 sha256su
 sync
 mv -f "${sums}" SHA256SUMS
 
-size=$(find . -type f ! -name SHA256SUMS -print0 | xargs -0 stat -c %s | awk '{ s += $1 } END { printf "%d", s }')
+size=0
+for bytes in $(find . -type f ! -name SHA256SUMS -print0 | xargs -0 stat -c %s); do
+  size=$((size + bytes))
+done
 files=$(wc -l < SHA256SUMS)
 revision=$(cat "${RESOLVED_REVISION_FILE}")
 echo "model: ${files} files, ${size} bytes, revision ${revision}"

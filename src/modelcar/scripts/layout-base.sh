@@ -8,15 +8,18 @@
 # small (a shell and /models is all KServe needs).
 #
 # Env: TMPDIR, BASE_IMAGE, ARTIFACT_TMP, TLS_VERIFY, RETRIES, BASE_CERT_DIR (optional),
-#      BASE_AUTHFILE (optional).
+#      AUTH_MODE, BASE_AUTHFILE or SA_TOKEN_FILE (by AUTH_MODE).
 set -eu
 umask 0002
 
 # A previous attempt of this TaskRun may have left a partial layout: start over.
 rm -rf "${ARTIFACT_TMP}"
 mkdir -p "${ARTIFACT_TMP}" "${TMPDIR}"
+auth_source="${BASE_AUTHFILE:-}"
+auth_registry="${BASE_IMAGE%%/*}"
+# @include registry-auth.sh
 if ! skopeo --tmpdir "${TMPDIR}" copy --quiet --retry-times "${RETRIES}" "--src-tls-verify=${TLS_VERIFY}" \
-    ${BASE_CERT_DIR:+--src-cert-dir "${BASE_CERT_DIR}"} ${BASE_AUTHFILE:+--src-authfile "${BASE_AUTHFILE}"} \
+    ${BASE_CERT_DIR:+--src-cert-dir "${BASE_CERT_DIR}"} ${authfile:+--src-authfile "${authfile}"} \
     "docker://${BASE_IMAGE}" "oci:${ARTIFACT_TMP}:base" 2> /tmp/copy.err; then
   cat /tmp/copy.err >&2
   echo "cannot copy the base image ${BASE_IMAGE} (after ${RETRIES} retries)" >&2

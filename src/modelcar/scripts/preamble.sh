@@ -8,8 +8,17 @@
 #
 # Env: TASK_LABEL, WORKSPACE, RUN_ID, RUN_DIR, ARTIFACT_PATH (optional), REQUIRE_READABLE (optional).
 # The listings are for people reading the log, so plain `ls -la` is what we want.
+# It runs in the tools (skopeo) image, so it calls only the shell and coreutils (no find,
+# sed or awk: see image-inventory.ts).
 # shellcheck disable=SC2012
 set -u
+
+# Indents a listing by two spaces.
+indent() {
+  while IFS= read -r line || [ -n "${line}" ]; do
+    printf '  %s\n' "${line}"
+  done
+}
 
 case "${RUN_ID}" in
   '' | . | .. | *[!A-Za-z0-9_.-]*)
@@ -22,22 +31,22 @@ echo "identity:  $(id)"
 echo "groups:    $(id -G)"
 echo "umask:     $(umask)"
 echo "workspace: ${WORKSPACE}"
-ls -la "${WORKSPACE}" 2>&1 | sed 's/^/  /'
+ls -la "${WORKSPACE}" 2>&1 | indent
 echo "run dir:   ${RUN_DIR}"
 if [ -d "${RUN_DIR}" ]; then
-  ls -la "${RUN_DIR}" 2>&1 | sed 's/^/  /'
+  ls -la "${RUN_DIR}" 2>&1 | indent
 else
   echo "  (not created yet)"
 fi
 if [ -n "${ARTIFACT_PATH:-}" ]; then
   echo "artifact:  ${ARTIFACT_PATH}"
-  stat "${ARTIFACT_PATH}" 2>&1 | sed 's/^/  /'
+  stat "${ARTIFACT_PATH}" 2>&1 | indent
   if [ -d "${ARTIFACT_PATH}" ]; then
-    ls -la "${ARTIFACT_PATH}" "${ARTIFACT_PATH}/blobs/sha256" 2>&1 | sed 's/^/  /'
+    ls -la "${ARTIFACT_PATH}" "${ARTIFACT_PATH}/blobs/sha256" 2>&1 | indent
   fi
 fi
 echo "free space:"
-df -h "${WORKSPACE}" 2>&1 | sed 's/^/  /'
+df -h "${WORKSPACE}" 2>&1 | indent
 echo "================ end of modelcar debug ================"
 
 if [ "${REQUIRE_READABLE:-false}" != "true" ]; then
@@ -68,13 +77,20 @@ if [ ! -e "${ARTIFACT_PATH}" ]; then
   echo "artifact ${ARTIFACT_PATH} does not exist: the build task of this run did not produce it" >&2
   exit 1
 fi
-# `test -r` asks the kernel (access(2)) with this process's uid and groups.
-find "${ARTIFACT_PATH}" 2>/dev/null | while IFS= read -r f; do
-  if [ ! -r "$f" ] || { [ -d "$f" ] && [ ! -x "$f" ]; }; then
-    echo "$f"
+# `test -r` asks the kernel (access(2)) with this process's uid and groups. The walk is
+# plain shell (an OCI layout has a few dozen entries): the first entry this identity
+# cannot read, or a directory it cannot enter, fails the task.
+check_tree() {
+  if [ ! -r "$1" ] || { [ -d "$1" ] && [ ! -x "$1" ]; }; then
+    unreadable "$1"
   fi
-done > /tmp/modelcar-unreadable.txt
-if [ -s /tmp/modelcar-unreadable.txt ]; then
-  unreadable "$(head -n 1 /tmp/modelcar-unreadable.txt)"
-fi
+  if [ -d "$1" ] && [ ! -L "$1" ]; then
+    for entry in "$1"/* "$1"/.[!.]* "$1"/..?*; do
+      if [ -e "${entry}" ] || [ -L "${entry}" ]; then
+        check_tree "${entry}"
+      fi
+    done
+  fi
+}
+check_tree "${ARTIFACT_PATH}"
 echo "artifact is readable by uid $(id -u) (groups $(id -G | tr ' ' ','))"

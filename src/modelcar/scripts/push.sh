@@ -5,7 +5,7 @@
 #
 # skopeo ignores TMPDIR when it unpacks an oci-archive (skopeo 1.9): --tmpdir is passed.
 # Env: TMPDIR, ARTIFACT_FORMAT, ARTIFACT_PATH, EXPECTED_DIGEST, IMAGE, IMAGE_TAGS (space-separated),
-#      TLS_VERIFY, CERT_DIR (optional), AUTHFILE (optional), RETRIES,
+#      TLS_VERIFY, CERT_DIR (optional), AUTH_MODE, AUTHFILE or SA_TOKEN_FILE (by AUTH_MODE), RETRIES,
 #      RESULT_IMAGE_URL, RESULT_IMAGE_DIGEST, RESULT_IMAGE_REF.
 set -eu
 
@@ -49,12 +49,16 @@ if ! skopeo --tmpdir "${TMPDIR}" inspect "${src}" > /dev/null 2> /tmp/inspect.er
 fi
 echo "artifact ${src} has the build's digest ${EXPECTED_DIGEST}"
 
+auth_source="${AUTHFILE:-}"
+auth_registry="${IMAGE%%/*}"
+# @include registry-auth.sh
+
 # 2. Copy, digests preserved, once per tag (blobs already there are skipped).
 tls="--tls-verify=${TLS_VERIFY}"
 for tag in "$@"; do
   echo "copying to docker://${IMAGE}:${tag}"
   if ! skopeo --tmpdir "${TMPDIR}" copy --preserve-digests --retry-times "${RETRIES}" \
-      "--dest-tls-verify=${TLS_VERIFY}" ${CERT_DIR:+--dest-cert-dir "${CERT_DIR}"} ${AUTHFILE:+--dest-authfile "${AUTHFILE}"} \
+      "--dest-tls-verify=${TLS_VERIFY}" ${CERT_DIR:+--dest-cert-dir "${CERT_DIR}"} ${authfile:+--dest-authfile "${authfile}"} \
       --digestfile /tmp/pushed-digest "${src}" "docker://${IMAGE}:${tag}" 2> /tmp/copy.err; then
     cat /tmp/copy.err >&2
     if grep -qi 'unauthorized\|authentication required\|401' /tmp/copy.err; then
@@ -75,7 +79,7 @@ for tag in "$@"; do
 done
 
 # 3. Ask the registry what it now serves under the first tag.
-if ! skopeo --tmpdir "${TMPDIR}" inspect --raw --retry-times "${RETRIES}" "${tls}" ${CERT_DIR:+--cert-dir "${CERT_DIR}"} ${AUTHFILE:+--authfile "${AUTHFILE}"} \
+if ! skopeo --tmpdir "${TMPDIR}" inspect --raw --retry-times "${RETRIES}" "${tls}" ${CERT_DIR:+--cert-dir "${CERT_DIR}"} ${authfile:+--authfile "${authfile}"} \
     "docker://${IMAGE}:$1" > /tmp/remote.json 2> /tmp/inspect.err; then
   cat /tmp/inspect.err >&2
   fail "cannot read back ${IMAGE}:$1"

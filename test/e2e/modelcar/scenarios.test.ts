@@ -13,7 +13,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { Size } from 'cdk8s';
-import { FS_GROUP, MODEL_COMMIT, repositoryOf, runModelcar, RunModelcarOptions, runNameOf, servedDigest, startWorld, stopWorld, synthesizePipeline, World, wrapStep } from './world';
+import { FS_GROUP, MODEL_COMMIT, NAMESPACE, repositoryOf, runModelcar, RunModelcarOptions, runNameOf, servedDigest, startWorld, stopWorld, synthesizePipeline, World, wrapStep } from './world';
 import { ModelcarBuilder } from '../../../src';
 import { RunPipelineResult, sandboxSupport } from '../runner/tekton-runner';
 import { describeModelDir, SyntheticModel, writeSyntheticModel } from '../support/model-fixture';
@@ -28,6 +28,20 @@ let model: SyntheticModel;
 let bigModel: SyntheticModel;
 let manifests: any[];
 let claimManifests: any[];
+/** Synthesized like the default app: no fsGroup, the service account's token and docker secrets. */
+let namespaceManifests: any[];
+
+/** A namespace range that is not the seed's 1000970000 (OpenShift allocates one per namespace, different everywhere). */
+const NAMESPACE_SCC = { uidRange: '1000650000/10000', supplementalGroups: '1000650000/10000' };
+const NAMESPACE_UID = 1000650000;
+
+/** The analysis's fix "serialize push-to-quay after push-to-internal": quay starts only after internal finished. */
+function pushesSerialized(r: RunPipelineResult): boolean {
+  const internal = r.tasks['push-internal'];
+  const quay = r.tasks['push-quay'];
+  if (!internal?.finishedAt || !quay?.startedAt) throw new Error('both pushes must have run');
+  return quay.startedAt.getTime() >= internal.finishedAt.getTime();
+}
 
 /** PipelineRun names (each synthesized with its own tag) */
 const RUNS = ['happy', 'stale-a', 'stale-b', 'perm-denied', 'perm-ok', 'corrupt', 'down', 'transient', 'bad-creds', 'bad-ca', 'killed', 'swapped', 'altered-blob', 'repeat-1', 'repeat-2'];
@@ -98,6 +112,15 @@ beforeAll(async () => {
   const builder = ModelcarBuilder.ociLayout({ largeFileThreshold: Size.mebibytes(4) });
   manifests = synthesizePipeline(world, path.join(work, 'dist'), { builder, runs: RUNS.map((n) => ({ name: n, tags: [n, `${n}-alias`] })) });
   claimManifests = synthesizePipeline(world, path.join(work, 'dist-claim'), { builder, runs: RUNS.map((n) => ({ name: n, tags: [n] })), existingClaim: 'models' });
+  namespaceManifests = synthesizePipeline(world, path.join(work, 'dist-namespace'), {
+    builder,
+    serviceAccountCredentials: true,
+    runs: [
+      { name: 'ns-default', tags: ['ns-default', 'ns-default-alias'], fsGroup: 'namespace' },
+      { name: 'ns-seed-group', tags: ['ns-seed-group'], fsGroup: FS_GROUP },
+      { name: 'ns-parallel', tags: ['ns-parallel'], fsGroup: 'namespace' },
+    ],
+  });
 }, 120_000);
 
 afterAll(async () => {
@@ -127,8 +150,9 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
       expect(await servedDigest(world.internal, `${repositoryOf(world.internal)}:${tag}`)).toBe(digest);
       expect(await servedDigest(world.quay, `${repositoryOf(world.quay)}:${tag}`)).toBe(digest);
     }
-    // Serialized pushes: quay starts after internal finished.
-    expect(r.tasks['push-quay'].startedAt!.getTime()).toBeGreaterThanOrEqual(r.tasks['push-internal'].finishedAt!.getTime());
+    // Serialized pushes: quay starts after internal finished (the runner runs independent tasks at once, so a
+    // missing runAfter would show: see 9c).
+    expect(pushesSerialized(r)).toBe(true);
     // The default build ran without buildah and without any added capability.
     expect(r.tasks['build-image'].steps.map((s) => s.name)).toEqual(['debug', 'base', 'layers', 'verify', 'publish']);
     expect(r.tasks['build-image'].steps.every((s) => s.uid === FS_GROUP && s.groups!.includes(FS_GROUP))).toBe(true);
@@ -388,5 +412,54 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     expect(second.tasks['build-image'].results.IMAGE_DIGEST).toBe(digest);
     expect(first.pipelineRun.uid).not.toBe(second.pipelineRun.uid);
     expect(await servedDigest(world.quay, `${repositoryOf(world.quay)}:repeat-2`)).toBe(digest);
+  });
+});
+
+describe('in a namespace as OpenShift gives it (restricted-v2 with its own range, HOME as a cluster leaves it, tasks in parallel)', () => {
+  test('9a. like the default app (no fsGroup, service account token and docker secrets): both pushes pass under the namespace\'s identity', async () => {
+    const pipelineRun = namespaceManifests.find((d) => d.kind === 'PipelineRun' && d.metadata.name === runNameOf(namespaceManifests, 'ns-default'));
+    expect(pipelineRun.spec.taskRunTemplate.podTemplate.securityContext).toEqual({ fsGroupChangePolicy: 'OnRootMismatch' });
+    const r = await runScenario('ns-default', { manifests: namespaceManifests, extra: { scc: NAMESPACE_SCC } });
+    expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Succeeded']);
+    const digest = r.tasks['build-image'].results.IMAGE_DIGEST;
+    for (const tag of ['ns-default', 'ns-default-alias']) {
+      expect(await servedDigest(world.internal, `${repositoryOf(world.internal)}:${tag}`)).toBe(digest);
+      expect(await servedDigest(world.quay, `${repositoryOf(world.quay)}:${tag}`)).toBe(digest);
+    }
+    // One identity for every step: the range's first uid, its first value as fsGroup (the SCC's defaults).
+    const allSteps = Object.values(r.tasks).flatMap((t) => t.steps);
+    expect(allSteps.length).toBeGreaterThan(10);
+    expect(allSteps.every((s) => s.uid === NAMESPACE_UID && s.gid === 0 && s.groups!.includes(NAMESPACE_UID))).toBe(true);
+    // HOME is left as a cluster leaves it: "/" for this uid, not writable, so Tekton's copy into $HOME fails
+    // (the debug step sets no HOME) and nothing may depend on it.
+    expect(r.tasks['push-internal'].steps[0].log).toContain('warning: unsuccessful cred copy: ".docker" from "/tekton/creds" to "/"');
+    expect(r.tasks['download-model'].steps[0].log).toContain(`identity:  uid=${NAMESPACE_UID}`);
+    // The base image came with the account's docker secret (from $(credentials.path)); the token never shows.
+    expect(r.log).not.toContain(world.serviceAccountToken);
+    expect(r.log).not.toContain('no docker credentials linked to the service account');
+    expect(pushesSerialized(r)).toBe(true);
+  });
+
+  test('9b. a run that sets an fsGroup outside the namespace\'s range fails at pod creation with the SCC\'s words', async () => {
+    const r = await runScenario('ns-seed-group', { manifests: namespaceManifests, extra: { scc: NAMESPACE_SCC } });
+    expect(r.status).toBe('Failed');
+    expect(statuses(r)).toEqual(['download-model:Failed', 'build-image:Skipped', 'push-internal:Skipped', 'push-quay:Skipped']);
+    expect(r.tasks['download-model']).toMatchObject({ reason: 'PodCreationFailed', steps: [] });
+    expect(r.tasks['download-model'].message).toContain(
+      `unable to validate against any security context constraint: [provider restricted-v2: .spec.securityContext.fsGroup: Invalid value: []int64{${FS_GROUP}}: ${FS_GROUP} is not an allowed group]`);
+    await expectNothingPushed('ns-seed-group');
+  });
+
+  test('9c. pushes made parallel by hand (push-quay after build-image only): the serialization check detects it', async () => {
+    const byHand = namespaceManifests.map((d) => (d.kind === 'Pipeline'
+      ? { ...d, spec: { ...d.spec, tasks: d.spec.tasks.map((t: any) => (t.name === 'push-quay' ? { ...t, runAfter: ['build-image'] } : t)) } }
+      : d));
+    const r = await runScenario('ns-parallel', { manifests: byHand, extra: { scc: NAMESPACE_SCC } });
+    expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Succeeded']);
+    expect(pushesSerialized(r)).toBe(false);
+    // Both pushes ran at once: each started before the other finished.
+    expect(r.tasks['push-quay'].startedAt!.getTime()).toBeLessThan(r.tasks['push-internal'].finishedAt!.getTime());
+    expect(r.tasks['push-internal'].startedAt!.getTime()).toBeLessThan(r.tasks['push-quay'].finishedAt!.getTime());
+    expect(r.pipelineRun.namespace).toBe(NAMESPACE);
   });
 });

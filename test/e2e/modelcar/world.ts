@@ -13,7 +13,7 @@
  * directory and writes a fixed commit sha. Everything after it (checksums, results, build, validation, pushes)
  * is the synthesized YAML, run for real by test/e2e/runner.
  */
-import { createHash } from 'crypto';
+import { createHash, randomBytes } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { App, Chart, Duration, Size } from 'cdk8s';
@@ -41,6 +41,11 @@ export interface World {
   readonly internal: LocalRegistry;
   readonly quay: LocalRegistry;
   readonly base: PushedBaseImage;
+  /**
+   * The `pipeline` service account's token: the runner mounts it where Kubernetes does, and the internal registry
+   * takes it as the password of user `serviceaccount`, as the OpenShift internal registry does.
+   */
+  readonly serviceAccountToken: string;
 }
 
 /** Starts both registries and pushes the base image. Fails (never skips) when a tool is missing. */
@@ -49,12 +54,14 @@ export async function startWorld(work: string): Promise<World> {
   // The pipeline's Python steps run as uid 1000970000: a python3 under /root (pyenv) is out of its reach.
   if (!fs.existsSync('/usr/bin/python3')) throw new Error(`/usr/bin/python3 is missing. Install it with: ${INSTALL_HINT}`);
   const ca = await makeCa(path.join(work, 'ca'));
+  // Short enough for htpasswd's bcrypt (72 bytes); a real token is a longer JWT, handled the same way.
+  const serviceAccountToken = `sa-token-${randomBytes(16).toString('hex')}`;
   const [internal, quay] = await Promise.all([
-    startRegistry({ name: 'internal', workDir: path.join(work, 'registry-internal'), ca, username: 'pipeline', password: 'internal-secret' }),
+    startRegistry({ name: 'internal', workDir: path.join(work, 'registry-internal'), ca, username: 'serviceaccount', password: serviceAccountToken }),
     startRegistry({ name: 'quay', workDir: path.join(work, 'registry-quay'), ca, username: 'robot', password: 'quay-secret' }),
   ]);
   const base = await pushBaseImage(internal, { workDir: path.join(work, 'base') });
-  return { work, ca, internal, quay, base };
+  return { work, ca, internal, quay, base, serviceAccountToken };
 }
 
 export async function stopWorld(world: World | undefined): Promise<void> {
@@ -69,8 +76,15 @@ export interface SynthOptions {
   /**
    * Runs to synthesize (variant => tags); each run gets a fresh volume unless `existingClaim` is set. A variant's
    * PipelineRun is named `<variant>-<hash of its inputs>`: `runNameOf()` finds it, and `runModelcar()` takes either.
+   * fsGroup: default FS_GROUP; 'namespace' sets none, like the default app (the namespace's SCC assigns it).
    */
-  readonly runs: { readonly name: string; readonly tags: string[] }[];
+  readonly runs: { readonly name: string; readonly tags: string[]; readonly fsGroup?: number | 'namespace' }[];
+  /**
+   * Credentials like the default app: the internal push with the service account's token
+   * (`PushTarget.openshiftInternal`'s default), the base image with the service account's docker secrets
+   * (`$(credentials.path)`). Default: docker config Secrets for both.
+   */
+  readonly serviceAccountCredentials?: boolean;
   readonly existingClaim?: string;
   /** Push retries (PushTarget.retries). Default the library's. */
   readonly retries?: number;
@@ -96,7 +110,7 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
     artifactFormat: opts.artifactFormat,
     baseImage: ImageReference.fromDigest(baseName, baseDigest),
     baseImageTrust: RegistryTrust.fromConfigMap('base-ca'),
-    baseImageCredentials: RegistryCredentials.fromDockerConfigSecret('base-pull'),
+    baseImageCredentials: opts.serviceAccountCredentials ? RegistryCredentials.fromServiceAccount() : RegistryCredentials.fromDockerConfigSecret('base-pull'),
     // Bounds for a stuck step here (the benchmark's 2 GiB build takes under 2 minutes); the run's
     // timeout defaults to these in a row.
     downloadTimeout: Duration.minutes(10),
@@ -108,7 +122,7 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
         trust,
         retries: opts.retries,
         timeout: Duration.minutes(15),
-        credentials: RegistryCredentials.fromDockerConfigSecret('internal-push'),
+        credentials: opts.serviceAccountCredentials ? RegistryCredentials.fromServiceAccountToken() : RegistryCredentials.fromDockerConfigSecret('internal-push'),
       }),
       PushTarget.registry({
         name: 'quay',
@@ -125,7 +139,7 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
       name: r.name,
       model: { repo: MODEL_REPO },
       tags: r.tags,
-      fsGroup: FS_GROUP,
+      fsGroup: r.fsGroup === 'namespace' ? undefined : r.fsGroup ?? FS_GROUP,
       storage: Size.gibibytes(10),
       existingClaim: opts.existingClaim,
     });
@@ -226,6 +240,19 @@ export interface RunModelcarOptions {
   readonly extra?: Partial<RunPipelineOptions>;
 }
 
+/**
+ * What the runner knows of the namespace, as strict as a cluster: the `pipeline` service account (the runs' default)
+ * with the base image's docker secret linked in `secrets` (Tekton's credential handling puts it in
+ * `$(credentials.path)`; the internal push secret only in imagePullSecrets, which Tekton ignores) and its token;
+ * independent tasks run at once, as Tekton runs them.
+ */
+export function clusterLike(world: World): Partial<RunPipelineOptions> {
+  return {
+    maxParallel: 8,
+    serviceAccounts: { pipeline: { secrets: ['base-pull'], imagePullSecrets: ['internal-push'], token: world.serviceAccountToken } },
+  };
+}
+
 /** Runs one PipelineRun of the synthesized YAML with the hub stand-in, the registries' CA and credentials. */
 export async function runModelcar(world: World, opts: RunModelcarOptions): Promise<RunPipelineResult> {
   const dockerConfig = (r: LocalRegistry) => ({ '.dockerconfigjson': dockerConfigJsonFor([r]) });
@@ -253,6 +280,7 @@ export async function runModelcar(world: World, opts: RunModelcarOptions): Promi
     },
     log: opts.log,
     cleanup: true,
+    ...clusterLike(world),
     ...opts.extra,
   });
 }

@@ -9,7 +9,7 @@ import {
   collectTektonRefs, evaluateWhen, mapResolver, ParamValue, paramResolver, parseDuration,
   Resolver, resultPathKeys, substArray, substString, SubstitutionError,
 } from './substitution';
-import { HostMount, StepRecord, TaskRunRecord, TaskStatus } from './types';
+import { HostMount, SccOptions, ServiceAccountOptions, StepRecord, TaskRunRecord, TaskStatus } from './types';
 import { applyFsGroup, ensureSubPath, makeEmptyDir, makeKeyFilesDir, VolumeError, VolumeSource, volumeSourceFrom } from './volumes';
 
 /** Options shared by all TaskRuns of a run. */
@@ -23,6 +23,8 @@ export interface RunnerSettings {
   readonly stepOverrides?: (task: string, step: string, stepSpec: any) => any | undefined;
   readonly hostMounts: HostMount[];
   readonly isolateTmp: boolean;
+  readonly scc?: SccOptions;
+  readonly serviceAccounts?: Record<string, ServiceAccountOptions>;
   readonly log: (line: string) => void;
 }
 
@@ -84,6 +86,9 @@ const STEPS_DIR = '/tekton/steps';
 const SCRIPTS_DIR = '/tekton/scripts';
 const HOME_DIR = '/tekton/home';
 const WORKSPACE_DIR = '/workspace';
+/** Tekton's pipeline.CredsDir: where the entrypoint writes the service account's credentials, `$(credentials.path)`. */
+export const CREDS_DIR = '/tekton/creds';
+const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 const MAX_TERMINATION_MESSAGE = 4096;
 
 /** Parse /etc/passwd of the host (our "image"). */
@@ -229,7 +234,8 @@ export function taskRunResolvers(input: {
     ws[`workspaces.${w.name}.claim`] = w.claim;
     ws[`workspaces.${w.name}.volume`] = w.volume;
   }
-  return [paramResolver(input.params, input.owner), mapResolver(input.context), mapResolver(results), mapResolver(steps), mapResolver(ws)];
+  // $(credentials.path): Tekton substitutes it in steps with pipeline.CredsDir.
+  return [paramResolver(input.params, input.owner), mapResolver({ ...input.context, 'credentials.path': CREDS_DIR }), mapResolver(results), mapResolver(steps), mapResolver(ws)];
 }
 
 function capName(c: string): string {
@@ -295,12 +301,19 @@ export class TaskRunExecutor {
     let envs: Array<Record<string, string>>;
     let mounts: SandboxMount[][];
     let dirs: { results: string; steps: string; scripts: string };
+    let credsCopy: boolean[] = [];
     try {
       spec = this.prepareSpec(attempt);
       steps = spec.steps;
       if (!steps.length) throw new TaskRunFailure('TaskRunValidationFailed', 'task has no steps');
       if (spec.sidecars?.length) this.out(`WARNING: ${spec.sidecars.length} sidecar(s) are not run by the local runner`);
-      const podTemplate = inp.podTemplate ?? {};
+      let podTemplate = inp.podTemplate ?? {};
+      if (inp.settings.scc) {
+        const admitted = admitWithScc(inp.settings.scc, steps, podTemplate, `${inp.taskRunName}-pod`);
+        steps = admitted.steps;
+        podTemplate = admitted.podTemplate;
+        spec = { ...spec, steps };
+      }
       const fsGroup: number | undefined = podTemplate.securityContext?.fsGroup ?? inp.settings.defaultFsGroup;
       identities = steps.map((s, i) => this.identity(s, i, podTemplate, fsGroup));
       const podName = `${inp.taskRunName}-pod`;
@@ -308,7 +321,11 @@ export class TaskRunExecutor {
       envs = steps.map((s, i) => this.stepEnv(s, i, identities[i], podTemplate, podName, podUid));
       const prepared = this.prepareVolumes(spec, dir, fsGroup, podTemplate);
       dirs = prepared.dirs;
-      mounts = steps.map((s, i) => [...prepared.common, ...this.stepMounts(s, i, prepared.volumes, dir)]);
+      const sa = this.serviceAccountMounts(podTemplate, dir, identities);
+      mounts = steps.map((s, i) => [
+        ...prepared.common, ...sa.common, ...(sa.creds[i] ? [sa.creds[i]] : []), ...this.stepMounts(s, i, prepared.volumes, dir),
+      ]);
+      credsCopy = steps.map(() => sa.hasCreds);
     } catch (e) {
       if (!(e instanceof TaskRunFailure || e instanceof SubstitutionError || e instanceof VolumeError)) throw e; // harness bug
       const reason = e instanceof TaskRunFailure ? e.reason : e instanceof VolumeError ? 'CreateContainerConfigError' : 'TaskRunValidationFailed';
@@ -318,7 +335,8 @@ export class TaskRunExecutor {
     }
 
     // scripts, like Tekton's place-scripts init container
-    const argvs: Array<string[] | undefined> = steps.map((s, i) => {
+    const argvs: Array<string[] | undefined> = steps.map((s, i) => withCredsCopy(credsCopy[i], stepArgv(s, i)));
+    function stepArgv(s: any, i: number): string[] | undefined {
       // kubelet expands $(VAR) in command and args with the container's env
       const expand = (a: string) => expandEnvRefs(String(a), envs[i], new Set(Object.keys(envs[i])));
       if (typeof s.script === 'string' && s.script !== '') {
@@ -331,7 +349,7 @@ export class TaskRunExecutor {
       }
       if (s.command?.length) return [...s.command, ...(s.args ?? [])].map(expand);
       return undefined;
-    });
+    }
 
     const records: StepRecord[] = [];
     let failure: { status: TaskStatus; reason: string; message: string } | undefined;
@@ -495,6 +513,48 @@ export class TaskRunExecutor {
     const left = leftoverRefs(spec);
     if (left.length) throw new TaskRunFailure('TaskRunValidationFailed', `unresolved references: ${left.join(', ')}`);
     return spec;
+  }
+
+  /**
+   * What the pod gets from its service account: the token the kubelet mounts, and Tekton's credentials directory
+   * (an emptyDir per step at /tekton/creds, written by the entrypoint as the step's uid: mode 0600, the step's own).
+   */
+  private serviceAccountMounts(podTemplate: any, dir: string, identities: Identity[]):
+  { common: SandboxMount[]; creds: SandboxMount[]; hasCreds: boolean } {
+    const name: string = podTemplate.serviceAccountName ?? 'default';
+    const sa = this.input.settings.serviceAccounts?.[name];
+    if (!sa) return { common: [], creds: [], hasCreds: false };
+    const common: SandboxMount[] = [];
+    if (sa.token !== undefined) {
+      const d = path.join(dir, 'serviceaccount');
+      fs.mkdirSync(d, { recursive: true });
+      fs.writeFileSync(path.join(d, 'token'), sa.token, { mode: 0o644 });
+      fs.writeFileSync(path.join(d, 'namespace'), this.input.pipelineRun.namespace, { mode: 0o644 });
+      common.push({ hostPath: d, containerPath: SA_DIR, readOnly: true });
+    }
+    // Tekton's creds-init: docker config secrets among the account's `secrets` (imagePullSecrets are not read).
+    const auths: Record<string, unknown> = {};
+    for (const secretName of sa.secrets ?? []) {
+      const data = this.input.settings.secrets[secretName];
+      if (!data) throw new TaskRunFailure('CreateContainerConfigError', `service account ${name}: secret ${JSON.stringify(secretName)} not found`);
+      if (data['.dockerconfigjson'] !== undefined) Object.assign(auths, JSON.parse(data['.dockerconfigjson']).auths ?? {});
+      else if (data['.dockercfg'] !== undefined) Object.assign(auths, JSON.parse(data['.dockercfg']));
+    }
+    const hasCreds = Object.keys(auths).length > 0;
+    const creds = identities.map((id, i) => {
+      const d = path.join(dir, 'creds', String(i));
+      fs.mkdirSync(d, { recursive: true });
+      fs.chmodSync(d, 0o777);
+      if (hasCreds) {
+        fs.mkdirSync(path.join(d, '.docker'), { mode: 0o755 });
+        const file = path.join(d, '.docker', 'config.json');
+        fs.writeFileSync(file, JSON.stringify({ auths }), { mode: 0o600 });
+        fs.chownSync(path.join(d, '.docker'), id.uid, id.gid);
+        fs.chownSync(file, id.uid, id.gid);
+      }
+      return { hostPath: d, containerPath: CREDS_DIR };
+    });
+    return { common, creds, hasCreds };
   }
 
   private identity(step: any, i: number, podTemplate: any, fsGroup: number | undefined): Identity {
@@ -699,4 +759,70 @@ export class TaskRunExecutor {
     const entries = Object.entries(results).map(([key, value]) => ({ key, value, type: 1 }));
     return entries.length ? Buffer.byteLength(JSON.stringify(entries)) : 0;
   }
+}
+
+/**
+ * Tekton's entrypoint, before the step's command: copies /tekton/creds into $HOME (credentials.CopyCredsToHome), as
+ * the step's uid, and only warns when it cannot (HOME=/ for a uid without passwd entry is not writable).
+ */
+function withCredsCopy(enabled: boolean | undefined, argv: string[] | undefined): string[] | undefined {
+  if (!enabled || !argv) return argv;
+  const copy = `if [ -d ${CREDS_DIR}/.docker ]; then
+  if ! { mkdir -p "\${HOME}/.docker" && chmod 700 "\${HOME}/.docker" && cp ${CREDS_DIR}/.docker/config.json "\${HOME}/.docker/config.json" && chmod 600 "\${HOME}/.docker/config.json"; } 2>/dev/null; then
+    echo 'warning: unsuccessful cred copy: ".docker" from "${CREDS_DIR}" to "'"\${HOME}"'": permission denied' >&2
+  fi
+fi
+exec "$@"`;
+  return ['/bin/sh', '-c', copy, 'tekton-entrypoint', ...argv];
+}
+
+function parseRange(what: string, value: string): { start: number; end: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(value);
+  if (!m) throw new Error(`tekton-runner: scc ${what} "${value}" is not <start>/<size>`);
+  return { start: Number(m[1]), end: Number(m[1]) + Number(m[2]) - 1 };
+}
+
+/**
+ * OpenShift's admission of a pod under restricted-v2 (the SCC every service account may use): defaults from the
+ * namespace's ranges, then validation; a pod that does not validate is refused with the SCC's words.
+ */
+export function admitWithScc(scc: SccOptions, steps: any[], podTemplate: any, podName: string): { steps: any[]; podTemplate: any } {
+  const uids = parseRange('uidRange', scc.uidRange);
+  const groups = parseRange('supplementalGroups', scc.supplementalGroups ?? scc.uidRange);
+  const pod = structuredClone(podTemplate ?? {});
+  const psc = { ...(pod.securityContext ?? {}) };
+  const problems: string[] = [];
+  const p = (m: string) => problems.push(`provider restricted-v2: ${m}`);
+  psc.fsGroup ??= groups.start;
+  if (psc.fsGroup < groups.start || psc.fsGroup > groups.end) {
+    p(`.spec.securityContext.fsGroup: Invalid value: []int64{${psc.fsGroup}}: ${psc.fsGroup} is not an allowed group`);
+  }
+  if (psc.runAsUser !== undefined && (psc.runAsUser < uids.start || psc.runAsUser > uids.end)) {
+    p(`.spec.securityContext.runAsUser: Invalid value: ${psc.runAsUser}: must be in the ranges: [${uids.start}, ${uids.end}]`);
+  }
+  pod.securityContext = psc;
+  const admitted = steps.map((step, i) => {
+    const s = structuredClone(step);
+    const sc = { ...(s.securityContext ?? {}) };
+    const where = `.containers[${i}]`;
+    sc.runAsUser ??= psc.runAsUser ?? uids.start;
+    if (sc.runAsUser < uids.start || sc.runAsUser > uids.end) {
+      p(`${where}.runAsUser: Invalid value: ${sc.runAsUser}: must be in the ranges: [${uids.start}, ${uids.end}]`);
+    }
+    if (sc.privileged) p(`${where}.privileged: Invalid value: true: Privileged containers are not allowed`);
+    if (sc.allowPrivilegeEscalation === true) p(`${where}.allowPrivilegeEscalation: Invalid value: true: Allowing privilege escalation for containers is not allowed`);
+    for (const c of sc.capabilities?.add ?? []) {
+      if (capName(c) !== 'net_bind_service') p(`${where}.capabilities.add: Invalid value: "${c}": capability may not be added`);
+    }
+    sc.allowPrivilegeEscalation = false;
+    sc.capabilities = { ...(sc.capabilities ?? {}), drop: ['ALL'] };
+    sc.runAsNonRoot = true;
+    s.securityContext = sc;
+    return s;
+  });
+  if (problems.length) {
+    throw new TaskRunFailure('PodCreationFailed',
+      `failed to create task run pod "${podName}": pods "${podName}" is forbidden: unable to validate against any security context constraint: [${problems.join(', ')}]`);
+  }
+  return { steps: admitted, podTemplate: pod };
 }

@@ -542,6 +542,85 @@ taskRunSpecs:
     expect(stepLog(custom, 't')).toBe('uid=1000650000 gid=0 groups=0 1000650000 home=/ umask=0022');
   });
 
+  describe('strict modes: as a cluster is', () => {
+    const SCC = { uidRange: '1000650000/10000' };
+    const idStep = '{ name: id, image: busybox, script: \'echo "uid=$(id -u) gid=$(id -g) groups=$(id -G) home=$HOME"; grep -E "^(CapEff|NoNewPrivs)" /proc/self/status | tr -s "\\t" " "\' }';
+
+    test('SCC restricted-v2: unset uid and fsGroup get the range\'s first value; capabilities dropped, no privilege escalation', async () => {
+      const r = await run([pipelineRun(`tasks: [{ name: t, taskSpec: { steps: [${idStep}] } }]`, 'taskRunTemplate: { podTemplate: { securityContext: { fsGroupChangePolicy: OnRootMismatch } } }')], { scc: SCC });
+      expect(r.status).toBe('Succeeded');
+      expect(stepLog(r, 't')).toBe('uid=1000650000 gid=0 groups=0 1000650000 home=/\nCapEff: 0000000000000000\nNoNewPrivs: 1');
+    });
+
+    test('SCC restricted-v2: an fsGroup or uid outside the range, an added capability or a privileged step is refused at pod creation', async () => {
+      const outside = await run([pipelineRun(`tasks: [{ name: t, taskSpec: { steps: [${idStep}] } }]`, 'taskRunTemplate: { podTemplate: { securityContext: { fsGroup: 1000970000 } } }')], { scc: SCC });
+      expect(outside.status).toBe('Failed');
+      expect(outside.tasks.t).toMatchObject({ status: 'Failed', reason: 'PodCreationFailed', steps: [] });
+      expect(outside.tasks.t.message).toContain('unable to validate against any security context constraint');
+      expect(outside.tasks.t.message).toContain('.spec.securityContext.fsGroup: Invalid value: []int64{1000970000}: 1000970000 is not an allowed group');
+      const step = await run([pipelineRun(`
+tasks:
+  - name: t
+    taskSpec:
+      steps:
+        - { name: a, image: busybox, script: 'true', securityContext: { runAsUser: 1000, capabilities: { add: [SETFCAP] } } }
+        - { name: b, image: busybox, script: 'true', securityContext: { privileged: true } }
+`)], { scc: SCC });
+      expect(step.tasks.t.reason).toBe('PodCreationFailed');
+      expect(step.tasks.t.message).toContain('.containers[0].runAsUser: Invalid value: 1000: must be in the ranges: [1000650000, 1000659999]');
+      expect(step.tasks.t.message).toContain('.containers[0].capabilities.add: Invalid value: "SETFCAP": capability may not be added');
+      expect(step.tasks.t.message).toContain('.containers[1].privileged: Invalid value: true: Privileged containers are not allowed');
+      // Without the SCC mode the same run is accepted (vanilla Kubernetes has no ranges).
+      const plain = await run([pipelineRun(`tasks: [{ name: t, taskSpec: { steps: [${idStep}] } }]`, 'taskRunTemplate: { podTemplate: { securityContext: { fsGroup: 1000970000 } } }')]);
+      expect(plain.status).toBe('Succeeded');
+    });
+
+    test('Tekton credentials: the account\'s docker secrets (not its imagePullSecrets) in $(credentials.path); copied into $HOME only where it is writable; the token mounted', async () => {
+      const cfg = (host: string) => ({ '.dockerconfigjson': JSON.stringify({ auths: { [host]: { auth: Buffer.from('u:p').toString('base64') } } }) });
+      const script = [
+        'echo "path=$(credentials.path)"',
+        'echo "creds=$(cat $(credentials.path)/.docker/config.json)"',
+        'echo "mode=$(stat -c %a $(credentials.path)/.docker/config.json) owner=$(stat -c %u $(credentials.path)/.docker/config.json)"',
+        'echo "home=$HOME"; ls "$HOME/.docker/config.json" 2>/dev/null || echo "no copy in home"',
+        'echo "token=$(cat /var/run/secrets/kubernetes.io/serviceaccount/token) ns=$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace)"',
+      ].join('\n');
+      const steps = `
+        - name: as-cluster
+          image: busybox
+          script: |
+${script.split('\n').map((l) => `            ${l}`).join('\n')}
+        - name: writable-home
+          image: busybox
+          env: [{ name: HOME, value: /tmp/home }]
+          script: 'cat "$HOME/.docker/config.json"'
+`;
+      const r = await run([pipelineRun(`
+tasks:
+  - name: t
+    taskSpec:
+      steps:${steps}
+`, 'taskRunTemplate: { serviceAccountName: pipeline }')], {
+        scc: SCC,
+        secrets: { 'linked': cfg('linked.example'), 'pull-only': cfg('pull.example') },
+        serviceAccounts: { pipeline: { secrets: ['linked'], imagePullSecrets: ['pull-only'], token: 'sa-token-value' } },
+      });
+      expect(r.status).toBe('Succeeded');
+      const log = stepLog(r, 't', 0);
+      expect(log).toContain('path=/tekton/creds');
+      expect(log).toContain('creds={"auths":{"linked.example":');
+      expect(log).not.toContain('pull.example');
+      expect(log).toContain('mode=600 owner=1000650000');
+      expect(log).toContain('home=/');
+      expect(log).toContain('warning: unsuccessful cred copy: ".docker" from "/tekton/creds" to "/"');
+      expect(log).toContain('no copy in home');
+      expect(log).toContain('token=sa-token-value ns=default');
+      expect(stepLog(r, 't', 1)).toContain('linked.example');
+      // A service account the runner does not know has no credentials and no token.
+      const none = await run([pipelineRun('tasks: [{ name: t, taskSpec: { steps: [{ name: s, image: busybox, script: \'ls /tekton/creds /var/run/secrets/kubernetes.io/serviceaccount 2>&1 || true\' }] } }]')], { scc: SCC });
+      expect(stepLog(none, 't')).toContain('No such file or directory');
+    });
+  });
+
   test('runAsNonRoot with uid 0 fails like kubelet (CreateContainerConfigError); root steps keep container caps only', async () => {
     const r = await run([pipelineRun(`
 tasks:

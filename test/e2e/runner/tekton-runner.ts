@@ -205,6 +205,8 @@ class PipelineRunner {
       stepOverrides: options.stepOverrides,
       hostMounts: options.hostMounts ?? [],
       isolateTmp: options.isolateTmp ?? true,
+      scc: options.scc,
+      serviceAccounts: options.serviceAccounts,
       log: (line) => this.log(line),
     };
   }

@@ -15,6 +15,36 @@ export interface HostMount {
   readonly readOnly?: boolean;
 }
 
+/**
+ * OpenShift's restricted-v2 SCC for the run's namespace, from the namespace's annotations (each `<start>/<size>`).
+ * With it, every TaskRun pod is admitted like OpenShift admits it: unset runAsUser (pod and container) gets the
+ * range's first uid, unset fsGroup the group range's first value; a uid or fsGroup outside its range, a privileged
+ * container, an added capability other than NET_BIND_SERVICE or allowPrivilegeEscalation: true refuse the pod
+ * (TaskRun reason PodCreationFailed, with the SCC's words); every container drops ALL capabilities and runs with
+ * no_new_privs. supplementalGroups are RunAsAny, as in restricted-v2.
+ */
+export interface SccOptions {
+  /** `openshift.io/sa.scc.uid-range`, e.g. '1000650000/10000'. */
+  readonly uidRange: string;
+  /** `openshift.io/sa.scc.supplemental-groups` (fsGroup's range). Default: the uid range, as OpenShift allocates them. */
+  readonly supplementalGroups?: string;
+}
+
+/** A ServiceAccount of the namespace, as Tekton and the kubelet use it. */
+export interface ServiceAccountOptions {
+  /**
+   * Its `secrets`: Tekton's credential initialization reads these (and only these, not imagePullSecrets). Docker
+   * config secrets (a `.dockerconfigjson` or `.dockercfg` key, i.e. types kubernetes.io/dockerconfigjson and
+   * kubernetes.io/dockercfg) are merged into `/tekton/creds/.docker/config.json`; annotated basic-auth secrets
+   * are not emulated.
+   */
+  readonly secrets?: string[];
+  /** Its `imagePullSecrets`: for the kubelet's image pulls only; Tekton ignores them (kept to show they are ignored). */
+  readonly imagePullSecrets?: string[];
+  /** The token the kubelet mounts at /var/run/secrets/kubernetes.io/serviceaccount/token (with namespace). */
+  readonly token?: string;
+}
+
 export interface RunPipelineOptions {
   /** Parsed YAML documents (kinds Task, Pipeline, PipelineRun; others ignored). */
   readonly manifests: Manifest[];
@@ -55,7 +85,20 @@ export interface RunPipelineOptions {
   readonly namespace?: string;
   /** Global default TaskRun/PipelineRun timeout (Tekton `default-timeout-minutes`), Go duration. Default '60m'. */
   readonly defaultTimeout?: string;
-  /** Number of TaskRuns run concurrently (Tekton runs independent tasks in parallel). Default 1 (deterministic). */
+  /** OpenShift SCC admission of every TaskRun pod (see SccOptions). Default: none (any identity is accepted). */
+  readonly scc?: SccOptions;
+  /**
+   * ServiceAccounts by name. The one a TaskRun uses (taskRunTemplate.serviceAccountName, else 'default') gets
+   * Tekton's credential handling: its docker secrets in /tekton/creds (`$(credentials.path)`, a private emptyDir
+   * per step), copied into `$HOME` only where the step can write `$HOME` (else the warning "unsuccessful cred
+   * copy", as Tekton's entrypoint prints); Tekton does not set HOME (a uid without passwd entry has HOME=/).
+   * A service account not listed here has no credentials and no token.
+   */
+  readonly serviceAccounts?: Record<string, ServiceAccountOptions>;
+  /**
+   * Number of TaskRuns run concurrently. Tekton runs every independent task at once: pass a large number to be as
+   * strict (a missing runAfter then shows). Default 1 (deterministic, and exact per-step I/O accounting).
+   */
   readonly maxParallel?: number;
   /** Remove per-TaskRun scratch dirs (emptyDirs, scripts, results) after the run. Default false. */
   readonly cleanup?: boolean;
