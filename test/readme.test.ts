@@ -69,9 +69,10 @@ test('the modelcar pipeline example synthesizes valid manifests', () => {
 
 test('the GitOps walk-through\'s synth script writes the folder and the Argo CD Application', () => {
   const example = exampleAfter('### From an empty GitOps repository');
-  const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'readme-gitops-'));
-  const dir = path.join(root, '.e2e-work', 'readme');
-  fs.mkdirSync(dir, { recursive: true });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'readme-gitops-'));
+  const outdir = path.join(dir, 'dist');
+  // Outside the checkout, the example's own imports (cdk8s) resolve through this link to ours.
+  fs.symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'));
   const file = path.join(dir, 'gitops.ts');
   fs.writeFileSync(file, example
     .replace("from 'cdk8s-modelcar-tekton'", `from ${src}`)
@@ -91,6 +92,6 @@ test('the GitOps walk-through\'s synth script writes the folder and the Argo CD 
     expect(application.spec.source).toEqual({ repoURL: 'https://github.com/acme/gitops.git', path: 'dist', targetRevision: 'main' });
     expect(application.spec.destination.namespace).toBe('private-ai-demo');
   } finally {
-    fs.rmSync(outdir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
