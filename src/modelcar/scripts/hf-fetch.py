@@ -20,6 +20,10 @@ Every input comes from the environment (never argv):
   HF_ENDPOINT             default https://huggingface.co; http only for 127.0.0.1/localhost/::1
   MODEL_DIR               required, destination directory (created if missing)
   RESOLVED_REVISION_FILE  optional, receives the downloaded commit sha (written last, no newline)
+  HF_RESOLVE_ONLY         "true": resolve the revision to its commit and select the files, download
+                          nothing (MODEL_DIR is not needed); writes RESOLVED_REVISION_FILE and
+                          MODEL_SIZE_FILE (bytes of the selected files as the hub lists them)
+  MODEL_SIZE_FILE         optional, with HF_RESOLVE_ONLY: receives that size (no newline)
   HF_RETRIES              attempts per request, including the first (default 3)
   HF_TIMEOUT_SECONDS      socket timeout per connect/read, not for the whole file (default 60)
   HF_RETRY_BACKOFF_SECONDS  first backoff delay, doubled per attempt, capped at 60 (default 2)
@@ -180,10 +184,16 @@ class Config(object):
             raise ConfigError(str(e))
         self.endpoint = endpoint
 
+        resolve_only = env("HF_RESOLVE_ONLY", "false").strip()
+        if resolve_only not in ("true", "false"):
+            raise ConfigError("HF_RESOLVE_ONLY=%r must be true or false" % resolve_only)
+        self.resolve_only = resolve_only == "true"
+        self.model_size_file = env("MODEL_SIZE_FILE").strip() or None
+
         model_dir = env("MODEL_DIR").strip()
-        if not model_dir:
+        if not model_dir and not self.resolve_only:
             raise ConfigError("MODEL_DIR is required (the destination directory)")
-        self.model_dir = os.path.abspath(model_dir)
+        self.model_dir = os.path.abspath(model_dir) if model_dir else None
 
         self.resolved_revision_file = env("RESOLVED_REVISION_FILE").strip() or None
         self.retries = env_number("HF_RETRIES", 3, int, 1, 100)
@@ -621,6 +631,8 @@ def fetch(cfg):
             % (cfg.repo, sha, " ".join(cfg.include), " ".join(cfg.exclude))
         )
     known = sum(f.size for f in selected if f.size is not None)
+    if cfg.resolve_only:
+        return resolved_only(cfg, sha, selected, files, known)
     log("downloading %d of %d files, %s, into %s" % (len(selected), len(files), human_bytes(known), cfg.model_dir))
 
     os.makedirs(cfg.model_dir, mode=0o775, exist_ok=True)
@@ -647,6 +659,23 @@ def fetch(cfg):
         % (len(selected), human_bytes(total), elapsed, throughput(total, elapsed), cfg.repo, sha)
     )
 
+    if cfg.resolved_revision_file:
+        with open(cfg.resolved_revision_file, "w") as handle:
+            handle.write(sha)
+        log("wrote commit %s to %s" % (sha, cfg.resolved_revision_file))
+    return sha
+
+
+def resolved_only(cfg, sha, selected, files, known):
+    """The answer of the revision API alone: one small JSON request, no file downloaded. The
+    check before a build needs the commit (the image's revision label) and nothing else."""
+    unsized = [f.path for f in selected if f.size is None]
+    if unsized and cfg.model_size_file:
+        raise FetchError("the hub lists no size for %s: cannot report the model size without downloading" % ", ".join(unsized[:3]))
+    log("resolve only: %d of %d files selected, %s; nothing downloaded" % (len(selected), len(files), human_bytes(known)))
+    if cfg.model_size_file:
+        with open(cfg.model_size_file, "w") as handle:
+            handle.write(str(known))
     if cfg.resolved_revision_file:
         with open(cfg.resolved_revision_file, "w") as handle:
             handle.write(sha)
