@@ -1,7 +1,8 @@
+import { Duration } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import { ArtifactFormat } from './artifact-format';
 import { ImageReference } from './image-reference';
-import { RegistryCredentials, RegistryTrust } from './push-target';
+import { PushTarget, RegistryCredentials, RegistryTrust } from './push-target';
 import { loadScript } from './scripts';
 import { Param } from '../tekton/params';
 import { TaskVolume, VolumeMount } from '../tekton/step';
@@ -103,4 +104,29 @@ export function addRegistryAccess(task: Task, opts: {
     env[opts.authFileEnv] = kplus.EnvValue.fromValue(`${dir}/.dockerconfigjson`);
   }
   return { mounts, env };
+}
+
+/**
+ * The env of a `check-published.sh` step for one target, both modes.
+ *
+ * @internal
+ */
+export function checkEnv(target: PushTarget, modelRepo: Param, tags: Param): Record<string, kplus.EnvValue> {
+  return {
+    TARGET: kplus.EnvValue.fromValue(target.name),
+    IMAGE: kplus.EnvValue.fromValue(target.repository),
+    IMAGE_TAGS: tags.envValue(),
+    MODEL_REPO: modelRepo.envValue(),
+    TLS_VERIFY: kplus.EnvValue.fromValue(String(target.trust.tlsVerify)),
+    RETRIES: kplus.EnvValue.fromValue(String(target.retries)),
+    TMPDIR: kplus.EnvValue.fromValue('/var/tmp/modelcar/tmp'),
+  };
+}
+
+/** How long the check and the report may run: seconds of skopeo inspect with retries. @internal */
+export const CHECK_TIMEOUT = Duration.minutes(5);
+
+/** `quay` -> `QUAY`, `my-mirror` -> `MY_MIRROR`: the prefix of a target's results. @internal */
+export function resultPrefix(target: PushTarget): string {
+  return target.name.toUpperCase().replace(/-/g, '_');
 }

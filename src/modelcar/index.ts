@@ -8,3 +8,5 @@ export * from './build-image-task';
 export * from './push-task';
 export * from './modelcar-pipeline';
 export * from './gitops-layout';
+export * from './check-published-task';
+export * from './report-published-task';
