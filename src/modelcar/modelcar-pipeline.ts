@@ -93,6 +93,14 @@ export interface ModelcarPipelineProps {
   readonly huggingFaceEndpoint?: string;
 
   /**
+   * The CAs trusted for the hub (and the hosts it redirects to) besides the fetch
+   * image's system CAs, e.g. a mirror's CA in a disconnected cluster.
+   *
+   * @default RegistryTrust.systemDefault()
+   */
+  readonly huggingFaceTrust?: RegistryTrust;
+
+  /**
    * How long the download may run.
    *
    * @default Duration.hours(1)
@@ -322,6 +330,7 @@ export class ModelcarPipeline extends Construct {
       toolsImage: props.toolsImage,
       tokenSecretName: props.huggingFaceTokenSecret,
       hubEndpoint: props.huggingFaceEndpoint,
+      hubTrust: props.huggingFaceTrust,
     });
     this.buildImage = new BuildImageTask(this, 'BuildImage', {
       name: `${name}-build-image`,

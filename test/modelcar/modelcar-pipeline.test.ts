@@ -89,6 +89,17 @@ describe('ModelcarPipeline', () => {
     expect(tls('modelcar-push-internal')).toBe('true');
   });
 
+  test('a hub mirror with its own CA: the fetch step trusts the ConfigMap\'s certificates besides the system CAs', () => {
+    const chart = Testing.chart();
+    new ModelcarPipeline(chart, 'm', { pushTargets: [internal()], huggingFaceEndpoint: 'https://hf-mirror.example.com', huggingFaceTrust: RegistryTrust.fromConfigMap('hf-mirror-ca') });
+    const task = doc(synth(chart), 'Task', 'modelcar-download-model').spec;
+    expect(task.volumes).toContainEqual({ name: 'hub-ca', configMap: { name: 'hf-mirror-ca' } });
+    const fetch = task.steps.find((s: any) => s.name === 'fetch');
+    expect(fetch.volumeMounts).toEqual([{ name: 'hub-ca', mountPath: '/etc/modelcar/hub-certs', readOnly: true }]);
+    expect(fetch.env).toContainEqual({ name: 'HF_CA_DIR', value: '/etc/modelcar/hub-certs' });
+    expect(fetch.env).toContainEqual({ name: 'HF_ENDPOINT', value: 'https://hf-mirror.example.com' });
+  });
+
   describe('fails when', () => {
     test('fails when there are no push targets', () => {
       expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [] })).toThrow(/has no push targets: pass pushTargets/);
@@ -140,6 +151,10 @@ describe('ModelcarPipeline', () => {
     });
     test('fails when the hub endpoint is not https', () => {
       expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal()], huggingFaceEndpoint: 'http://mirror.example.com' })).toThrow(/is not https/);
+    });
+    test('fails when the hub trust turns TLS verification off', () => {
+      expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal()], huggingFaceTrust: RegistryTrust.insecureSkipVerify() })).toThrow(
+        'download task test/m/DownloadModel: hubTrust must verify TLS (the model and the token would be open to anyone on the path): give the CA with RegistryTrust.fromConfigMap() or fromSecret()');
     });
   });
 });

@@ -18,6 +18,7 @@ Every input comes from the environment (never argv):
   HF_TOKEN                optional; sent as "Authorization: Bearer", never printed,
                           dropped when a redirect leaves the endpoint's host
   HF_ENDPOINT             default https://huggingface.co; http only for 127.0.0.1/localhost/::1
+  HF_CA_DIR               optional directory of PEM CA certificates (*.crt) trusted besides the system CAs
   MODEL_DIR               required, destination directory (created if missing)
   RESOLVED_REVISION_FILE  optional, receives the downloaded commit sha (written last, no newline)
   HF_RESOLVE_ONLY         "true": resolve the revision to its commit and select the files, download
@@ -195,6 +196,10 @@ class Config(object):
             raise ConfigError("MODEL_DIR is required (the destination directory)")
         self.model_dir = os.path.abspath(model_dir) if model_dir else None
 
+        self.ca_dir = env("HF_CA_DIR").strip() or None
+        if self.ca_dir and not os.path.isdir(self.ca_dir):
+            raise ConfigError("HF_CA_DIR=%s is not a directory" % self.ca_dir)
+
         self.resolved_revision_file = env("RESOLVED_REVISION_FILE").strip() or None
         self.retries = env_number("HF_RETRIES", 3, int, 1, 100)
         self.timeout = env_number("HF_TIMEOUT_SECONDS", 60.0, float, 0.001, 86400.0)
@@ -219,8 +224,28 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def tls_context(ca_dir):
+    """The system CAs plus every *.crt of ca_dir; verification and hostname checks stay on."""
+    context = ssl.create_default_context()
+    if ca_dir:
+        found = sorted(n for n in os.listdir(ca_dir) if n.endswith(".crt"))
+        if not found:
+            raise ConfigError("HF_CA_DIR=%s holds no *.crt file" % ca_dir)
+        for name in found:
+            try:
+                context.load_verify_locations(cafile=os.path.join(ca_dir, name))
+            except (ssl.SSLError, OSError) as e:
+                raise ConfigError("cannot load CA certificate %s: %s" % (os.path.join(ca_dir, name), e))
+    return context
+
+
 # The default opener's ProxyHandler honours HTTPS_PROXY / HTTP_PROXY / NO_PROXY.
 OPENER = urllib.request.build_opener(_NoRedirect())
+
+
+def install_opener(cfg):
+    global OPENER
+    OPENER = urllib.request.build_opener(_NoRedirect(), urllib.request.HTTPSHandler(context=tls_context(cfg.ca_dir)))
 
 
 def open_url(url, headers, cfg):
@@ -693,6 +718,7 @@ def main():
     signal.signal(signal.SIGTERM, _terminate)
     try:
         cfg = Config()
+        install_opener(cfg)
     except ConfigError as e:
         print("hf-fetch: configuration error: %s" % e, file=sys.stderr, flush=True)
         return 2

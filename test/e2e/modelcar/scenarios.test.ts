@@ -3,7 +3,8 @@
  * test/e2e/runner with the real tools: skopeo, python3, coreutils, two docker-registry servers with TLS and
  * htpasswd on 127.0.0.1, under the identities the YAML asks for (fsGroup 1000970000, OpenShift-like uid).
  *
- * Replaced, and named so: only the Hugging Face hub fetch (HF_HUB_STAND_IN in world.ts). Failures are staged at
+ * Replaced, and named so: only the Hugging Face hub (a fake hub and CDN over TLS, test/e2e/support/fake-hub.ts); the
+ * download task's real fetch step talks to it. Failures are staged at
  * precise points with `wrapStep` (the staging is shell in the test; the step it wraps runs unchanged) or from
  * outside (killing the builder, stopping a registry), then the pipeline's own checks must catch them.
  *
@@ -109,7 +110,9 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     const r = await runScenario('happy');
     expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Succeeded']);
     expect(r.status).toBe('Succeeded');
-    expect(stepLog(r, 'download-model', 'fetch')).toContain('HF_HUB_STAND_IN wrote');
+    // The real fetch step downloaded every file from the fake hub over TLS, pinned to the resolved commit.
+    expect(stepLog(r, 'download-model', 'fetch')).toContain(`resolved e2e-org/synthetic-model@main -> commit ${MODEL_COMMIT}`);
+    for (const f of model.files) expect(world.hub.fileRequests(f.path).length).toBeGreaterThanOrEqual(1);
 
     const digest = r.tasks['build-image'].results.IMAGE_DIGEST;
     expect(digest).toMatch(/^sha256:[0-9a-f]{64}$/);
