@@ -3,7 +3,7 @@ import { Construct } from 'constructs';
 import { addPreamble, addRegistryAccess, addRunId, checkEnv, SOURCE_WORKSPACE } from './common';
 import { ImageReference } from './image-reference';
 import { ModelcarImages } from './images';
-import { PushTarget } from './push-target';
+import { PushTarget, RegistryCredentials, RegistryTrust } from './push-target';
 import { loadScript } from './scripts';
 import { Param, ParamValue } from '../tekton/params';
 import { Result } from '../tekton/results';
@@ -62,6 +62,13 @@ export interface CheckPublishedTaskProps {
    * @default 'https://huggingface.co'
    */
   readonly hubEndpoint?: string;
+
+  /**
+   * The CAs trusted for the hub besides the image's system CAs (as for the download).
+   *
+   * @default RegistryTrust.systemDefault()
+   */
+  readonly hubTrust?: RegistryTrust;
 }
 
 /**
@@ -115,6 +122,11 @@ export class CheckPublishedTask extends Construct {
       throw new Error(`check task ${this.node.path} has no targets: pass targets: [PushTarget.openshiftInternal(...), ...]`);
     }
     const tools = (props.toolsImage ?? ModelcarImages.SKOPEO).toString();
+    const hubTrust = props.hubTrust ?? RegistryTrust.systemDefault();
+    if (!hubTrust.tlsVerify) {
+      throw new Error(`check task ${this.node.path}: hubTrust must verify TLS (the token would be open to anyone on the path): `
+        + 'give the CA with RegistryTrust.fromConfigMap() or fromSecret()');
+    }
 
     this.task = new Task(this, 'Task', {
       name: props.name ?? 'modelcar-check-published',
@@ -139,6 +151,9 @@ export class CheckPublishedTask extends Construct {
     addPreamble(this.task, this.workspace, this.runId, props.toolsImage ?? ModelcarImages.SKOPEO, 'check-published');
     // The fetch script in resolve-only mode: the same endpoint, token and TLS handling as the
     // download, one request to the revision API, no file.
+    const hubAccess = addRegistryAccess(this.task, {
+      trust: hubTrust, credentials: RegistryCredentials.fromServiceAccount(), prefix: 'huggingface-hub', mountPrefix: '/etc/modelcar/huggingface-hub-', certDirEnv: 'HF_CA_DIR', authFileEnv: 'UNUSED',
+    });
     this.task.addStep({
       name: 'resolve',
       image: (props.pythonImage ?? ModelcarImages.PYTHON).toString(),
@@ -154,7 +169,9 @@ export class CheckPublishedTask extends Construct {
         RESOLVED_REVISION_FILE: this.resolvedRevision.pathEnvValue(),
         MODEL_SIZE_FILE: this.modelSize.pathEnvValue(),
         HOME: kplus.EnvValue.fromValue('/tmp'),
+        ...hubAccess.env,
       },
+      volumeMounts: hubAccess.mounts,
       script: loadScript('hf-fetch.py'),
     });
     this.task.addStep({

@@ -353,6 +353,7 @@ export class ModelcarPipeline extends Construct {
       toolsImage: props.toolsImage,
       tokenSecretName: props.huggingFaceTokenSecret,
       hubEndpoint: props.huggingFaceEndpoint,
+      hubTrust: props.huggingFaceTrust,
     });
     this.reportPublished = new ReportPublishedTask(this, 'ReportPublished', {
       name: `${name}-report-published`, targets: props.pushTargets, toolsImage: props.toolsImage,
