@@ -97,7 +97,13 @@ beforeAll(async () => {
   bigModel = await writeSyntheticModel(path.join(work, 'big-model'), { totalBytes: 256 * 1024 * 1024, files: 1 });
   // The layout builder (the default) with a 4 MiB threshold, so that the ~10 MiB shards get a layer each.
   const builder = ModelcarBuilder.ociLayout({ largeFileThreshold: Size.mebibytes(4) });
-  manifests = synthesizePipeline(world, path.join(work, 'dist'), { builder, runs: RUNS.map((n) => ({ name: n, tags: [n, `${n}-alias`] })) });
+  // The push failures (registry down, back during the retries, wrong credentials, untrusted CA) are staged for the
+  // whole run: forced rebuilds, whose check asks no registry, let them reach the push they are about. The check's
+  // own failures with a registry down or refusing credentials are in published.test.ts.
+  const forced = ['down', 'transient', 'bad-creds', 'bad-ca'];
+  manifests = synthesizePipeline(world, path.join(work, 'dist'), {
+    builder, runs: RUNS.map((n) => ({ name: n, tags: [n, `${n}-alias`], forceRebuild: forced.includes(n) || undefined })),
+  });
   claimManifests = synthesizePipeline(world, path.join(work, 'dist-claim'), { builder, runs: RUNS.map((n) => ({ name: n, tags: [n] })), existingClaim: 'models' });
 }, 120_000);
 
@@ -110,8 +116,10 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     const r = await runScenario('happy');
     expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Succeeded']);
     expect(r.status).toBe('Succeeded');
-    // The real fetch step downloaded every file from the fake hub over TLS, pinned to the resolved commit.
-    expect(stepLog(r, 'download-model', 'fetch')).toContain(`resolved e2e-org/synthetic-model@main -> commit ${MODEL_COMMIT}`);
+    // The check resolved main to its commit; the real fetch step downloaded every file of exactly that commit from
+    // the fake hub over TLS.
+    expect(stepLog(r, 'check-published', 'resolve')).toContain(`resolved e2e-org/synthetic-model@main -> commit ${MODEL_COMMIT}`);
+    expect(stepLog(r, 'download-model', 'fetch')).toContain(`resolved e2e-org/synthetic-model@${MODEL_COMMIT} -> commit ${MODEL_COMMIT}`);
     for (const f of model.files) expect(world.hub.fileRequests(f.path).length).toBeGreaterThanOrEqual(1);
 
     const digest = r.tasks['build-image'].results.IMAGE_DIGEST;

@@ -76,7 +76,7 @@ export interface SynthOptions {
   readonly builder?: ModelcarBuilder;
   readonly artifactFormat?: ArtifactFormat;
   /** Runs to synthesize (name => tags); each run gets a fresh volume unless `existingClaim` is set. */
-  readonly runs: { readonly name: string; readonly tags: string[] }[];
+  readonly runs: { readonly name: string; readonly tags: string[]; readonly forceRebuild?: boolean }[];
   readonly existingClaim?: string;
   /** Push retries (PushTarget.retries). Default the library's. */
   readonly retries?: number;
@@ -136,6 +136,7 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
       fsGroup: FS_GROUP,
       storage: Size.gibibytes(10),
       existingClaim: opts.existingClaim,
+      forceRebuild: r.forceRebuild,
     });
   }
   GitOpsLayout.write(app, { outdir, namespace: NAMESPACE });
