@@ -27,12 +27,15 @@ jest.setTimeout(300_000);
 
 const TAGS = ['published', 'published-alias'];
 const GUARDED = ['download-model', 'build-image', 'push-internal', 'push-quay'];
-const RUNS = ['published-1', 'published-2', 'published-3', 'published-down', 'published-bad-creds', 'published-forced'];
+const RUNS = ['published-1', 'published-2', 'published-3', 'published-down', 'published-bad-creds', 'published-forced', 'published-new-commit'];
+const OTHER_COMMIT = 'fedcba9876543210fedcba9876543210fedcba98';
 
 let work: string;
 let world: World;
 let model: SyntheticModel;
 let manifests: any[];
+/** The same runs from a pipeline whose layout builder has another layer threshold: another build configuration. */
+let otherConfig: any[];
 
 function logTo(name: string): (line: string) => void {
   const file = path.join(work, 'logs', `${name}.log`);
@@ -60,6 +63,10 @@ beforeAll(async () => {
   manifests = synthesizePipeline(world, path.join(work, 'dist'), {
     builder,
     runs: RUNS.map((n) => ({ name: n, tags: TAGS, forceRebuild: n === 'published-forced' ? true : undefined })),
+  });
+  otherConfig = synthesizePipeline(world, path.join(work, 'dist-other-config'), {
+    builder: ModelcarBuilder.ociLayout({ largeFileThreshold: Size.mebibytes(8) }),
+    runs: [{ name: 'published-other-config', tags: TAGS }],
   });
 }, 120_000);
 
@@ -168,6 +175,17 @@ describe('a published model run again costs seconds', () => {
     expect(status(r, GUARDED).every((s) => s.endsWith(':Succeeded'))).toBe(true);
   });
 
+  test('4b. the same commit built with another build configuration (layer threshold) is not taken for this run\'s: rebuild', async () => {
+    const before = await servedDigest(world.quay, `${repositoryOf(world.quay)}:published`);
+    const r = await runScenario('published-other-config', { manifests: otherConfig });
+    expect(r.status).toBe('Succeeded');
+    expect(r.tasks['check-published'].results.REBUILD).toBe('true');
+    expect(stepLog(r, 'check-published', 'check-internal')).toMatch(
+      new RegExp(`internal: rebuild: \\S+:published is ${before}, built with build config "sha256:[0-9a-f]{64}", not ${r.tasks['check-published'].results.BUILD_CONFIG}`));
+    expect(status(r, GUARDED).every((s) => s.endsWith(':Succeeded'))).toBe(true);
+    expect(r.results.QUAY_IMAGE_DIGEST).not.toBe(before);
+  });
+
   test('5. a registry down: the check fails with what it could not reach; nothing is skipped as published, nothing runs', async () => {
     await world.quay.stop();
     let r: RunPipelineResult;
@@ -197,5 +215,16 @@ describe('a published model run again costs seconds', () => {
     expect(log).toMatch(/unauthorized: authentication required/);
     expect(log).toContain(`quay: cannot ask ${repositoryOf(world.quay)} for published: the registry refused the credentials`);
     expect(r.tasks['download-model'].status).toBe('Skipped');
+  });
+
+  test('7. main moved to another commit: the images are of the old revision, the run rebuilds and labels the new one', async () => {
+    const r = await runScenario('published-new-commit', { commit: OTHER_COMMIT });
+    expect(r.status).toBe('Succeeded');
+    expect(r.results.MODEL_RESOLVED_REVISION).toBe(OTHER_COMMIT);
+    expect(stepLog(r, 'check-published', 'check-internal')).toMatch(new RegExp(`internal: rebuild: \\S+:published is sha256:[0-9a-f]{64}, built from revision "${MODEL_COMMIT}", not ${OTHER_COMMIT}`));
+    expect(stepLog(r, 'download-model', 'fetch')).toContain(`resolved ${MODEL_REPO}@${OTHER_COMMIT} -> commit ${OTHER_COMMIT}`);
+    const config = JSON.parse((await run('skopeo', ['inspect', '--config', '--cert-dir', world.quay.certDir, '--authfile', world.quay.authFile,
+      `docker://${repositoryOf(world.quay)}:published-alias`])).stdout);
+    expect(config.config.Labels['io.kserve.modelcar.revision']).toBe(OTHER_COMMIT);
   });
 });

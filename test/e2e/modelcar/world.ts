@@ -189,6 +189,8 @@ export interface RunModelcarOptions {
   readonly workDir: string;
   /** The model the fake hub serves as MODEL_COMMIT on main for this run (published before the run). */
   readonly model: SyntheticModel;
+  /** The commit main points to for this run. Default MODEL_COMMIT. */
+  readonly commit?: string;
   readonly claims?: Record<string, string>;
   /** Step overrides (staged failures). */
   readonly overrides?: StepOverride;
@@ -203,7 +205,7 @@ export interface RunModelcarOptions {
 
 /** Runs one PipelineRun of the synthesized YAML against the fake hub, with the registries' CA and credentials. */
 export async function runModelcar(world: World, opts: RunModelcarOptions): Promise<RunPipelineResult> {
-  publishModel(world, opts.model);
+  publishModel(world, opts.model, opts.commit);
   const dockerConfig = (r: LocalRegistry) => ({ '.dockerconfigjson': dockerConfigJsonFor([r]) });
   return runPipeline({
     manifests: opts.manifests,
