@@ -247,8 +247,10 @@ export interface ModelcarRunOptions {
 
   /**
    * Rebuild and push even when every target already serves this image (the run's
-   * `FORCE_REBUILD` param). Set it in git to rebuild once; a run that finds its image
-   * published otherwise finishes in seconds without downloading.
+   * `FORCE_REBUILD` param); without it, a run that finds its image published finishes in
+   * seconds without downloading. Tekton refuses changes to a started run's spec: in a
+   * GitOps repository set it together with a new rebuild nonce, so the forced run is a new
+   * run.
    *
    * @default - the pipeline's forceRebuild (false unless set)
    */
