@@ -61,7 +61,9 @@ format='{{.Digest}}|{{index .Labels "org.opencontainers.image.source"}}|{{index 
 echo "${TARGET}: asking ${IMAGE} for tags $* (model ${MODEL_REPO} at ${revision}, build config ${config})"
 served=""
 for tag in "$@"; do
-  if ! skopeo --tmpdir "${TMPDIR}" inspect --retry-times "${RETRIES}" "--tls-verify=${TLS_VERIFY}" \
+  # --no-tags: skopeo would otherwise list every tag of the repository (another request, slow on a
+  # repository with thousands of tags, and a permission some robots lack).
+  if ! skopeo --tmpdir "${TMPDIR}" inspect --no-tags --retry-times "${RETRIES}" "--tls-verify=${TLS_VERIFY}" \
       ${CERT_DIR:+--cert-dir "${CERT_DIR}"} ${AUTHFILE:+--authfile "${AUTHFILE}"} \
       --format "${format}" "docker://${IMAGE}:${tag}" > /tmp/inspect.out 2> /tmp/inspect.err; then
     if grep -qi 'manifest unknown\|name unknown' /tmp/inspect.err; then

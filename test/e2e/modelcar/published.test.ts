@@ -115,7 +115,12 @@ describe('a published model run again costs seconds', () => {
   test('2. the same run again on a fresh volume: no model file from the hub, no build step, pushes skipped, the first run\'s results', async () => {
     expect(first?.status).toBe('Succeeded');
     world.hub.reset();
+    const logBefore = fs.statSync(world.quay.logPath).size;
     second = await runScenario('published-2');
+    // The registry was asked for each tag's manifest (and the config blob), never for its tag list (skopeo inspect --no-tags).
+    const registryLog = fs.readFileSync(world.quay.logPath).subarray(logBefore).toString();
+    expect(registryLog).toContain('http.request.uri=/v2/private-ai-demo/synthetic-model/manifests/published-alias');
+    expect(registryLog).not.toContain('/tags/list');
     expect(second.status).toBe('Succeeded');
     expect(second.reason).toBe('Completed'); // Tekton's reason when tasks were skipped
     expect(status(second, ['check-published', ...GUARDED, 'report-published'])).toEqual([
