@@ -64,7 +64,7 @@ test('the modelcar pipeline example synthesizes valid manifests', () => {
     body,
     'app.synth();',
   ].join('\n'));
-  expect(docs.filter((d) => d.kind === 'PipelineRun').map((d) => d.spec.timeouts.pipeline)).toEqual(['2h30m0s']);
+  expect(docs.filter((d) => d.kind === 'PipelineRun').map((d) => d.spec.timeouts.pipeline)).toEqual(['2h40m0s']);
 });
 
 test('the GitOps walk-through\'s synth script writes the folder and the Argo CD Application', () => {

@@ -22,7 +22,8 @@ export function buildDefaultApp(options: DefaultAppOptions = {}): App {
   const modelcar = new ModelcarPipeline(chart, 'modelcar', {
     name: 'modelcar-pipeline',
     // The layout builder writes the 14 GB quantized model in minutes: 30 minutes of build
-    // leaves room and keeps download 1 h + build + two 30 min pushes within its 2 h 30 run.
+    // leaves room and keeps check 5 min + download 1 h + build + two 30 min pushes + report
+    // 5 min within its 2 h 40 run.
     buildTimeout: Duration.minutes(30),
     pushTargets: [
       PushTarget.openshiftInternal({ namespace: NAMESPACE, repository: 'mistral-small-24b' }),
@@ -42,7 +43,7 @@ export function buildDefaultApp(options: DefaultAppOptions = {}): App {
     model: { repo: 'RedHatAI/Mistral-Small-24B-Instruct-2501-quantized.w4a16' },
     tags: ['mistral-small-24b-instruct-2501-quantized-w4a16'],
     storage: Size.gibibytes(150),
-    timeout: Duration.minutes(150),
+    timeout: Duration.minutes(160),
   });
   // The full model is ~48 GB of bf16 weights: model + image on one volume, with headroom.
   modelcar.addRun('mistral-full', {

@@ -1,3 +1,4 @@
+import { createHash } from 'crypto';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ArtifactFormat } from './artifact-format';
@@ -102,6 +103,18 @@ export class BuildImageTask extends Construct {
   public readonly modelRepo: Param;
   /** The model commit (for the image's labels). */
   public readonly modelRevision: Param;
+  /**
+   * The digest of the build configuration (label `io.kserve.modelcar.build-config`); the
+   * pipeline passes the check task's `BUILD_CONFIG` result.
+   */
+  public readonly buildConfig: Param;
+  /**
+   * What this task decides about the image it writes, as text: builder, its image and script,
+   * base image, layer threshold, artifact format. The check task hashes it with the run's
+   * include/exclude patterns into the `BUILD_CONFIG` digest. Images are named by digest only,
+   * so a mirror of the same image does not count as a change.
+   */
+  public readonly buildConfigSpec: string;
   /** The manifest digest of the built image. */
   public readonly imageDigest: Result;
   /** The shared workspace. */
@@ -131,6 +144,7 @@ export class BuildImageTask extends Construct {
     });
     this.modelRepo = this.task.addParam('MODEL_REPO', { description: 'Hugging Face model repository (image label)' });
     this.modelRevision = this.task.addParam('MODEL_REVISION', { description: 'Commit sha of the model (image label)' });
+    this.buildConfig = this.task.addParam('BUILD_CONFIG', { description: 'Digest of the build configuration (image label io.kserve.modelcar.build-config)' });
     this.imageDigest = this.task.addResult('IMAGE_DIGEST', { description: 'Manifest digest of the built image' });
     this.workspace = this.task.addWorkspace(SOURCE_WORKSPACE, { description: 'Shared volume with this run\'s model' });
     this.runId = addRunId(this.task);
@@ -154,7 +168,10 @@ export class BuildImageTask extends Construct {
       MODEL_DIR: kplus.EnvValue.fromValue(`${run}/model`),
       MODEL_REPO: this.modelRepo.envValue(),
       MODEL_REVISION: this.modelRevision.envValue(),
+      BUILD_CONFIG: this.buildConfig.envValue(),
     };
+    const baseImage = props.baseImage ?? ModelcarImages.BASE;
+    this.buildConfigSpec = buildConfigSpec(this.builder, baseImage, this.artifactFormat);
 
     addPreamble(this.task, this.workspace, this.runId, tools, 'build-image');
     if (this.builder.kind === ModelcarBuilderKind.OCI_LAYOUT) {
@@ -230,4 +247,33 @@ export class BuildImageTask extends Construct {
       script: loadScript('publish-artifact.sh'),
     });
   }
+}
+
+/** The scripts that write the image's bytes, per builder: a change to one is a change of build. */
+const BUILDER_SCRIPTS: Record<ModelcarBuilderKind, string[]> = {
+  [ModelcarBuilderKind.OCI_LAYOUT]: ['layout-base.sh', 'layout-build.py'],
+  [ModelcarBuilderKind.BUILDAH]: ['build-buildah.sh'],
+};
+
+/**
+ * The text behind the build configuration digest. It names everything of the library that
+ * changes the bytes of the image for a given model commit and file selection. The library's
+ * version number is not in it (a release that leaves the builder alone must not rebuild every
+ * model); the builder's scripts are, by their sha256, so a release that changes them does
+ * rebuild. The tools image of the layout builder is left out: skopeo only copies the base's
+ * blobs there, and layout-build.py writes every manifest and config itself.
+ */
+function buildConfigSpec(builder: ModelcarBuilder, base: ImageReference, format: ArtifactFormat): string {
+  const byDigest = (image: ImageReference) => image.digest ?? image.toString();
+  const scripts = BUILDER_SCRIPTS[builder.kind].map((name) => `${name}@sha256:${createHash('sha256').update(loadScript(name)).digest('hex')}`);
+  return [
+    'modelcar build configuration v1',
+    `builder: ${builder.kind}`,
+    `builder image: ${byDigest(builder.image)}`,
+    `builder scripts: ${scripts.join(' ')}`,
+    `base image: ${byDigest(base)}`,
+    ...(builder.largeFileBytes !== undefined ? [`large file bytes: ${builder.largeFileBytes}`] : []),
+    `artifact format: ${format}`,
+    'models path: /models',
+  ].join('\n');
 }

@@ -1,7 +1,8 @@
+import { Duration } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import { ArtifactFormat } from './artifact-format';
 import { ImageReference } from './image-reference';
-import { RegistryCredentials, RegistryCredentialsSource, RegistryTrust } from './push-target';
+import { PushTarget, RegistryCredentials, RegistryCredentialsSource, RegistryTrust } from './push-target';
 import { loadScript } from './scripts';
 import { Param } from '../tekton/params';
 import { TaskVolume, VolumeMount } from '../tekton/step';
@@ -87,13 +88,14 @@ export const SERVICE_ACCOUNT_TOKEN_PATH = '/var/run/secrets/kubernetes.io/servic
  */
 export function addRegistryAccess(task: Task, opts: {
   trust: RegistryTrust;
-  credentials: RegistryCredentials;
+  /** None: only the CA (a server that needs no registry credentials, e.g. the hub). */
+  credentials?: RegistryCredentials;
   /** Volume name prefix, e.g. 'registry' or 'base'. */
   prefix: string;
   /** Mount directory prefix, e.g. '/etc/modelcar/base-'. */
   mountPrefix: string;
   certDirEnv: string;
-  authFileEnv: string;
+  authFileEnv?: string;
 }): RegistryAccess {
   const mounts: VolumeMount[] = [];
   const env: Record<string, kplus.EnvValue> = {};
@@ -106,6 +108,8 @@ export function addRegistryAccess(task: Task, opts: {
     mounts.push({ volume: v, mountPath: dir, readOnly: true });
     env[opts.certDirEnv] = kplus.EnvValue.fromValue(dir);
   }
+  if (!credentials) return { mounts, env };
+  if (!opts.authFileEnv) throw new Error('addRegistryAccess: credentials need authFileEnv');
   env.AUTH_MODE = kplus.EnvValue.fromValue(credentials.source);
   switch (credentials.source) {
     case RegistryCredentialsSource.DOCKER_CONFIG_SECRET: {
@@ -123,4 +127,32 @@ export function addRegistryAccess(task: Task, opts: {
       break;
   }
   return { mounts, env };
+}
+
+/**
+ * The env of a `check-published.sh` step for one target, both modes.
+ *
+ * @internal
+ */
+export function checkEnv(target: PushTarget, modelRepo: Param, tags: Param): Record<string, kplus.EnvValue> {
+  return {
+    TARGET: kplus.EnvValue.fromValue(target.name),
+    IMAGE: kplus.EnvValue.fromValue(target.repository),
+    IMAGE_TAGS: tags.envValue(),
+    MODEL_REPO: modelRepo.envValue(),
+    TLS_VERIFY: kplus.EnvValue.fromValue(String(target.trust.tlsVerify)),
+    RETRIES: kplus.EnvValue.fromValue(String(target.retries)),
+    TMPDIR: kplus.EnvValue.fromValue('/var/tmp/modelcar/tmp'),
+    // skopeo keeps a blob-info cache under $HOME: in the step's emptyDir, since the
+    // namespace's arbitrary uid has HOME=/ otherwise, which it cannot write.
+    HOME: kplus.EnvValue.fromValue('/var/tmp/modelcar/home'),
+  };
+}
+
+/** How long the check and the report may run: seconds of skopeo inspect with retries. @internal */
+export const CHECK_TIMEOUT = Duration.minutes(5);
+
+/** `quay` -> `QUAY`, `my-mirror` -> `MY_MIRROR`: the prefix of a target's results. @internal */
+export function resultPrefix(target: PushTarget): string {
+  return target.name.toUpperCase().replace(/-/g, '_');
 }

@@ -1,8 +1,9 @@
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { addPreamble, addRunId, runDir, SOURCE_WORKSPACE } from './common';
+import { addPreamble, addRegistryAccess, addRunId, runDir, SOURCE_WORKSPACE } from './common';
 import { ImageReference } from './image-reference';
 import { ModelcarImages } from './images';
+import { RegistryTrust } from './push-target';
 import { loadScript } from './scripts';
 import { Param, ParamValue } from '../tekton/params';
 import { Result } from '../tekton/results';
@@ -51,6 +52,16 @@ export interface DownloadModelTaskProps {
    * @default 'https://huggingface.co'
    */
   readonly hubEndpoint?: string;
+
+  /**
+   * The CAs trusted for the hub and the hosts it redirects to, in addition to the
+   * fetch image's system CAs: a ConfigMap or Secret whose `*.crt` keys are PEM CA
+   * certificates (a mirror behind a corporate or cluster CA, for a disconnected
+   * cluster). TLS verification cannot be turned off.
+   *
+   * @default RegistryTrust.systemDefault()
+   */
+  readonly hubTrust?: RegistryTrust;
 }
 
 /**
@@ -86,6 +97,11 @@ export class DownloadModelTask extends Construct {
     const tokenSecret = props.tokenSecretName ?? 'huggingface-token';
     validateObjectName(`download task ${this.node.path}: tokenSecretName`, tokenSecret);
     const tools = props.toolsImage ?? ModelcarImages.SKOPEO;
+    const trust = props.hubTrust ?? RegistryTrust.systemDefault();
+    if (!trust.tlsVerify) {
+      throw new Error(`download task ${this.node.path}: hubTrust must verify TLS (the model and the token would be open to anyone on the path): `
+        + 'give the CA with RegistryTrust.fromConfigMap() or fromSecret()');
+    }
 
     this.task = new Task(this, 'Task', {
       name: props.name ?? 'modelcar-download-model',
@@ -102,6 +118,9 @@ export class DownloadModelTask extends Construct {
 
     const run = runDir(this.workspace, this.runId);
     addPreamble(this.task, this.workspace, this.runId, tools, 'download-model');
+    const access = addRegistryAccess(this.task, {
+      trust, prefix: 'hub', mountPrefix: '/etc/modelcar/hub-', certDirEnv: 'HF_CA_DIR',
+    });
     this.task.addStep({
       name: 'fetch',
       image: (props.fetchImage ?? ModelcarImages.PYTHON).toString(),
@@ -116,7 +135,9 @@ export class DownloadModelTask extends Construct {
         MODEL_DIR: kplus.EnvValue.fromValue(`${run}/model`),
         RESOLVED_REVISION_FILE: kplus.EnvValue.fromValue(`${run}/model.revision`),
         HOME: kplus.EnvValue.fromValue('/tmp'),
+        ...access.env,
       },
+      volumeMounts: access.mounts,
       script: loadScript('hf-fetch.py'),
     });
     // find and xargs: in the Python image (s2i-core installs findutils), not in the tools image.

@@ -7,3 +7,5 @@ export * from './download-model-task';
 export * from './build-image-task';
 export * from './push-task';
 export * from './modelcar-pipeline';
+export * from './check-published-task';
+export * from './report-published-task';

@@ -4,12 +4,15 @@ import { Construct } from 'constructs';
 import { ArtifactFormat } from './artifact-format';
 import { BuildImageTask } from './build-image-task';
 import { ModelcarBuilder } from './builder';
+import { CheckPublishedTask } from './check-published-task';
+import { CHECK_TIMEOUT, resultPrefix } from './common';
 import { DownloadModelTask } from './download-model-task';
 import { ImageReference } from './image-reference';
 import { PushTarget, RegistryCredentials, RegistryTrust } from './push-target';
 import { PushTask } from './push-task';
+import { ReportPublishedTask } from './report-published-task';
 import { ParamValue, Param } from '../tekton/params';
-import { Pipeline, PipelineTask, PipelineTaskOptions } from '../tekton/pipeline';
+import { Pipeline, PipelineTask, PipelineTaskOptions, WhenExpression } from '../tekton/pipeline';
 import { PipelineRun } from '../tekton/pipeline-run';
 import { readableNamePart } from '../tekton/run-name';
 import { validateObjectName } from '../tekton/util';
@@ -91,6 +94,14 @@ export interface ModelcarPipelineProps {
   readonly huggingFaceEndpoint?: string;
 
   /**
+   * The CAs trusted for the hub (and the hosts it redirects to) besides the fetch
+   * image's system CAs, e.g. a mirror's CA in a disconnected cluster.
+   *
+   * @default RegistryTrust.systemDefault()
+   */
+  readonly huggingFaceTrust?: RegistryTrust;
+
+  /**
    * How long the download may run.
    *
    * @default Duration.hours(1)
@@ -130,6 +141,21 @@ export interface ModelcarPipelineProps {
    * @default false
    */
   readonly rebuildOnPipelineChange?: boolean;
+
+  /**
+   * Rebuild and push even when every target already serves the run's image: every run
+   * passes `FORCE_REBUILD=true` (a run's own `forceRebuild` overrides it) and, since the
+   * param joins each run's name, every run is renamed and so runs once more. With it, the
+   * check task still resolves the commit but asks no registry.
+   *
+   * Without it, a run first asks every target (the `check-published` task) and skips
+   * download, build and pushes when each one serves every tag, built from the same commit
+   * with the same build configuration (labels `io.kserve.modelcar.revision` and
+   * `io.kserve.modelcar.build-config`).
+   *
+   * @default false
+   */
+  readonly forceRebuild?: boolean;
 }
 
 /**
@@ -260,6 +286,17 @@ export interface ModelcarRunOptions {
    * @default FsGroupChangePolicy.ON_ROOT_MISMATCH (fast on a volume with millions of files)
    */
   readonly fsGroupChangePolicy?: kplus.FsGroupChangePolicy;
+
+  /**
+   * Rebuild and push even when every target already serves this image (the run's
+   * `FORCE_REBUILD` param); without it, a run that finds its image published finishes in
+   * seconds without downloading. Set, the param joins the run's name (Tekton refuses
+   * changes to a started run's spec), so the forced run is a new run, created and built
+   * once; to force again later, change `rebuildNonce`.
+   *
+   * @default - the pipeline's forceRebuild (false unless set)
+   */
+  readonly forceRebuild?: boolean;
 }
 
 /**
@@ -277,6 +314,17 @@ export class ModelcarPipeline extends Construct {
   public readonly buildImage: BuildImageTask;
   /** One push task per target, in order. */
   public readonly pushes: PushTask[];
+  /** The check task: resolves the commit and asks every target whether it serves the image. */
+  public readonly checkPublished: CheckPublishedTask;
+  /** The report task: reads back what every target serves and publishes the results. */
+  public readonly reportPublished: ReportPublishedTask;
+  /** The pipeline task of the check (first, after nothing). */
+  public readonly checkTask: PipelineTask;
+  /**
+   * The pipeline task of the report (after the pushes, run whether they ran or were
+   * skipped): its results are the pipeline's `<TARGET>_IMAGE_*` results.
+   */
+  public readonly reportTask: PipelineTask;
   /** The pipeline task of the download. */
   public readonly downloadTask: PipelineTask;
   /** The pipeline task of the build. */
@@ -306,6 +354,10 @@ export class ModelcarPipeline extends Construct {
   public readonly pushTargets: PushTarget[];
   /** Whether a change of the pipeline's spec renames (reruns) its runs. */
   public readonly rebuildOnPipelineChange: boolean;
+  /** Pipeline param: `true` rebuilds without asking the registries. */
+  public readonly forceRebuild: Param;
+  /** The pipeline's forceRebuild prop, which every run passes unless it sets its own. @internal */
+  public readonly _forceRebuildDefault: boolean;
 
   constructor(scope: Construct, id: string, props: ModelcarPipelineProps) {
     super(scope, id);
@@ -330,6 +382,7 @@ export class ModelcarPipeline extends Construct {
       toolsImage: props.toolsImage,
       tokenSecretName: props.huggingFaceTokenSecret,
       hubEndpoint: props.huggingFaceEndpoint,
+      hubTrust: props.huggingFaceTrust,
     });
     this.buildImage = new BuildImageTask(this, 'BuildImage', {
       name: `${name}-build-image`,
@@ -344,6 +397,19 @@ export class ModelcarPipeline extends Construct {
     this.pushes = props.pushTargets.map((target) => new PushTask(this, `Push-${target.name}`, {
       name: `${name}-push-${target.name}`, target, artifactFormat: format, toolsImage: props.toolsImage,
     }));
+    this.checkPublished = new CheckPublishedTask(this, 'CheckPublished', {
+      name: `${name}-check-published`,
+      targets: props.pushTargets,
+      buildConfigSpec: this.buildImage.buildConfigSpec,
+      pythonImage: props.pythonImage,
+      toolsImage: props.toolsImage,
+      tokenSecretName: props.huggingFaceTokenSecret,
+      hubEndpoint: props.huggingFaceEndpoint,
+      hubTrust: props.huggingFaceTrust,
+    });
+    this.reportPublished = new ReportPublishedTask(this, 'ReportPublished', {
+      name: `${name}-report-published`, targets: props.pushTargets, toolsImage: props.toolsImage,
+    });
 
     this.pipeline = new Pipeline(this, 'Pipeline', {
       name,
@@ -354,22 +420,51 @@ export class ModelcarPipeline extends Construct {
     this.modelInclude = this.pipeline.addParam('MODEL_INCLUDE', { description: 'Space-separated glob patterns to download', default: ParamValue.string('') });
     this.modelExclude = this.pipeline.addParam('MODEL_EXCLUDE', { description: 'Space-separated glob patterns to skip', default: ParamValue.string('') });
     this.imageTags = this.pipeline.addParam('IMAGE_TAGS', { description: 'Space-separated tags pushed to every target' });
+    this._forceRebuildDefault = props.forceRebuild ?? false;
+    this.forceRebuild = this.pipeline.addParam('FORCE_REBUILD', {
+      description: 'true: download, build and push even when every target already serves this image',
+      default: ParamValue.string(String(props.forceRebuild ?? false)),
+    });
     this.workspace = this.pipeline.addWorkspace('shared', { description: 'The run\'s volume: model, artifact' });
 
     const downloadTimeout = props.downloadTimeout ?? Duration.hours(1);
     const buildTimeout = props.buildTimeout ?? Duration.hours(1);
     // Every task works in modelcar-runs/<PipelineRun uid>/ on the shared volume.
     const runId = ParamValue.string('$(context.pipelineRun.uid)');
-    this.downloadTask = this.pipeline.addTask('download-model', {
-      task: this.downloadModel.task,
+    // 1. Ask before working: the commit, the build configuration, and what every target serves.
+    this.checkTask = this.pipeline.addTask('check-published', {
+      task: this.checkPublished.task,
       params: {
         MODEL_REPO: this.modelRepo.toParamValue(),
         MODEL_REVISION: this.modelRevision.toParamValue(),
         MODEL_INCLUDE: this.modelInclude.toParamValue(),
         MODEL_EXCLUDE: this.modelExclude.toParamValue(),
+        IMAGE_TAGS: this.imageTags.toParamValue(),
+        FORCE_REBUILD: this.forceRebuild.toParamValue(),
         RUN_ID: runId,
       },
       workspaces: { source: this.workspace },
+      timeout: CHECK_TIMEOUT,
+    });
+    const commit = ParamValue.string(this.checkTask.result('MODEL_RESOLVED_REVISION'));
+    const buildConfig = ParamValue.string(this.checkTask.result('BUILD_CONFIG'));
+    // 2. Skip what is done. Each guarded task names the condition itself (a reader of one task
+    // sees why it did not run), although Tekton would also skip a consumer of a skipped task's
+    // results. Whatever waits only by runAfter on a task skipped by its `when` still runs.
+    const whenRebuild = [WhenExpression.isIn(this.checkTask.result('REBUILD'), ['true'])];
+    this.downloadTask = this.pipeline.addTask('download-model', {
+      task: this.downloadModel.task,
+      params: {
+        MODEL_REPO: this.modelRepo.toParamValue(),
+        // The commit the check resolved, not the branch again: the download gets exactly what
+        // was checked, even if the branch moves meanwhile.
+        MODEL_REVISION: commit,
+        MODEL_INCLUDE: this.modelInclude.toParamValue(),
+        MODEL_EXCLUDE: this.modelExclude.toParamValue(),
+        RUN_ID: runId,
+      },
+      workspaces: { source: this.workspace },
+      when: whenRebuild,
       timeout: downloadTimeout,
     });
     this.buildTask = this.pipeline.addTask('build-image', {
@@ -377,10 +472,12 @@ export class ModelcarPipeline extends Construct {
       params: {
         MODEL_REPO: this.modelRepo.toParamValue(),
         MODEL_REVISION: ParamValue.string(this.downloadTask.result('MODEL_RESOLVED_REVISION')),
+        BUILD_CONFIG: buildConfig,
         RUN_ID: runId,
       },
       workspaces: { source: this.workspace },
       runAfter: [this.downloadTask],
+      when: whenRebuild,
       timeout: buildTimeout,
     });
 
@@ -396,29 +493,68 @@ export class ModelcarPipeline extends Construct {
         },
         workspaces: { source: this.workspace },
         runAfter: [props.parallelPushes ? this.buildTask : previous],
+        when: whenRebuild,
         timeout: push.target.timeout,
       });
       this.pushTasks.push(t);
       previous = t;
-      const prefix = push.target.name.toUpperCase().replace(/-/g, '_');
-      this.pipeline.addResult(`${prefix}_IMAGE_URL`, { value: t.result('IMAGE_URL'), description: `Image pushed to ${push.target.repository}` });
-      this.pipeline.addResult(`${prefix}_IMAGE_DIGEST`, { value: t.result('IMAGE_DIGEST'), description: `Digest served by ${push.target.repository}` });
-      this.pipeline.addResult(`${prefix}_IMAGE_REF`, { value: t.result('IMAGE_REF'), description: `Image by digest at ${push.target.repository}` });
+    }
+    // 3. The results, from a task that runs whether the pushes ran or were skipped: a pipeline
+    // result that refers to a skipped task's result is not emitted (Tekton's
+    // ApplyTaskResultsToPipelineResults), so they cannot come from the pushes.
+    this.reportTask = this.pipeline.addTask('report-published', {
+      task: this.reportPublished.task,
+      params: {
+        MODEL_REPO: this.modelRepo.toParamValue(),
+        MODEL_REVISION: commit,
+        BUILD_CONFIG: buildConfig,
+        IMAGE_TAGS: this.imageTags.toParamValue(),
+        RUN_ID: runId,
+      },
+      workspaces: { source: this.workspace },
+      runAfter: this.parallelPushes ? this.pushTasks : this.pushTasks.slice(-1),
+      timeout: CHECK_TIMEOUT,
+    });
+    for (const push of this.pushes) {
+      const prefix = resultPrefix(push.target);
+      const r = this.reportPublished._resultsOf(push.target.name);
+      this.pipeline.addResult(`${prefix}_IMAGE_URL`, { value: this.reportTask.result(r.url.name), description: `Image pushed to ${push.target.repository}` });
+      this.pipeline.addResult(`${prefix}_IMAGE_DIGEST`, { value: this.reportTask.result(r.digest.name), description: `Digest served by ${push.target.repository}` });
+      this.pipeline.addResult(`${prefix}_IMAGE_REF`, { value: this.reportTask.result(r.ref.name), description: `Image by digest at ${push.target.repository}` });
     }
     const pushSeconds = this.pushes.map((push) => push.target.timeout.toSeconds());
-    this.tasksTimeout = Duration.seconds(downloadTimeout.toSeconds() + buildTimeout.toSeconds()
+    this.tasksTimeout = Duration.seconds(2 * CHECK_TIMEOUT.toSeconds() + downloadTimeout.toSeconds() + buildTimeout.toSeconds()
       + (this.parallelPushes ? Math.max(...pushSeconds) : pushSeconds.reduce((a, b) => a + b, 0)));
-    this.pipeline.addResult('MODEL_RESOLVED_REVISION', { value: this.downloadTask.result('MODEL_RESOLVED_REVISION'), description: 'The model commit packaged' });
-    this.pipeline.addResult('MODEL_SIZE', { value: this.downloadTask.result('MODEL_SIZE'), description: 'The model size in bytes' });
+    this.pipeline.addResult('MODEL_RESOLVED_REVISION', { value: this.checkTask.result('MODEL_RESOLVED_REVISION'), description: 'The model commit packaged' });
+    this.pipeline.addResult('MODEL_SIZE', { value: this.checkTask.result('MODEL_SIZE'), description: 'The model size in bytes (the selected files, as the hub lists them)' });
+    this.pipeline.addResult('REBUILD', { value: this.checkTask.result('REBUILD'), description: 'true: this run downloaded, built and pushed; false: every target already served the image' });
   }
 
   /**
-   * Adds a task of your own after the last push (e.g. registering the model in a model
-   * registry). Use `pushTasks[i].result('IMAGE_REF')` in its params.
+   * Adds a task of your own after the report (e.g. registering the model in a model
+   * registry). Use `imageResult('quay', 'IMAGE_REF')` in its params, not a push task's
+   * result: the pushes are skipped when every target already serves the image, and Tekton
+   * skips a task that refers to a skipped task's result.
    */
   public addTask(name: string, options: PipelineTaskOptions): PipelineTask {
-    const runAfter = options.runAfter ?? (this.parallelPushes ? this.pushTasks : this.pushTasks.slice(-1));
+    const runAfter = options.runAfter ?? [this.reportTask];
     return this.pipeline.addTask(name, { ...options, runAfter });
+  }
+
+  /**
+   * The reference to one target's published image, set whether the run built it or found it
+   * published: `IMAGE_URL` (repository:first tag), `IMAGE_DIGEST` or `IMAGE_REF`
+   * (repository@digest), e.g. `ParamValue.string(modelcar.imageResult('quay', 'IMAGE_REF'))`.
+   */
+  public imageResult(target: string, result: string): string {
+    if (!['IMAGE_URL', 'IMAGE_DIGEST', 'IMAGE_REF'].includes(result)) {
+      throw new Error(`modelcar pipeline ${this.node.path}: result "${result}" is not one of IMAGE_URL, IMAGE_DIGEST, IMAGE_REF`);
+    }
+    const push = this.pushes.find((p) => p.target.name === target);
+    if (!push) {
+      throw new Error(`modelcar pipeline ${this.node.path} has no push target named "${target}": use one of ${this.pushes.map((p) => `"${p.target.name}"`).join(', ')}`);
+    }
+    return this.reportTask.result(`${resultPrefix(push.target)}_${result}`);
   }
 
   /** Adds a PipelineRun of this pipeline for one model. */
@@ -464,17 +600,20 @@ export class ModelcarPipelineRun extends Construct {
     const timeout = props.timeout ?? p.tasksTimeout;
     if (timeout.toSeconds() < p.tasksTimeout.toSeconds()) {
       throw new Error(`${where}: timeout ${timeout.toHumanString()} is shorter than the pipeline's tasks in a row `
-        + `(${p.tasksTimeout.toHumanString()}: download, build, pushes), so Tekton could stop a task before its own timeout: `
+        + `(${p.tasksTimeout.toHumanString()}: check, download, build, pushes, report), so Tekton could stop a task before its own timeout: `
         + 'raise the run\'s timeout or lower downloadTimeout, buildTimeout or the push targets\' timeout');
     }
     const targets = p.pushTargets.map((t) => `${t.name}=${t.repository}`);
+    // Passed only when it forces, or overrides the pipeline's force: an unforced run keeps its name.
+    const force = props.forceRebuild ?? (p._forceRebuildDefault ? true : undefined);
     this.pipelineRun = new PipelineRun(this, 'Resource', {
       pipeline: p.pipeline,
       // Where the image goes is in the pipeline, not in the run's params: it joins the hash as an input.
       nameFromInputs: {
         prefix: props.name ?? readableNamePart(id),
         // Only what decides the image and its tags: a param a later version adds renames no run.
-        params: ['MODEL_REPO', 'MODEL_REVISION', 'MODEL_INCLUDE', 'MODEL_EXCLUDE', 'IMAGE_TAGS'],
+        // FORCE_REBUILD only where a run passes it: a forced run is a new run.
+        params: ['MODEL_REPO', 'MODEL_REVISION', 'MODEL_INCLUDE', 'MODEL_EXCLUDE', 'IMAGE_TAGS', ...(force !== undefined ? ['FORCE_REBUILD'] : [])],
         inputs: { pushTargets: targets.join(' ') },
         includePipelineSpec: p.rebuildOnPipelineChange,
         nonce: props.rebuildNonce,
@@ -493,6 +632,7 @@ export class ModelcarPipelineRun extends Construct {
         MODEL_INCLUDE: ParamValue.string((model.include ?? []).join(' ')),
         MODEL_EXCLUDE: ParamValue.string((model.exclude ?? []).join(' ')),
         IMAGE_TAGS: ParamValue.string(props.tags.join(' ')),
+        ...(force !== undefined ? { FORCE_REBUILD: ParamValue.string(String(force)) } : {}),
       },
       workspaces: {
         shared: props.existingClaim

@@ -37,9 +37,11 @@ describe('default app', () => {
     expect(files).toEqual([
       '01-tasks/kustomization.yaml',
       '01-tasks/task-modelcar-pipeline-build-image.yaml',
+      '01-tasks/task-modelcar-pipeline-check-published.yaml',
       '01-tasks/task-modelcar-pipeline-download-model.yaml',
       '01-tasks/task-modelcar-pipeline-push-internal.yaml',
       '01-tasks/task-modelcar-pipeline-push-quay.yaml',
+      '01-tasks/task-modelcar-pipeline-report-published.yaml',
       '02-pipeline/kustomization.yaml',
       '02-pipeline/pipeline-modelcar-pipeline.md',
       '02-pipeline/pipeline-modelcar-pipeline.yaml',

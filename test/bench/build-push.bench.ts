@@ -8,7 +8,7 @@
  * - `buildah-oci`: our pipeline with `ModelcarBuilder.buildah()` writing an `oci:` layout;
  * - `layout`: our pipeline with the default OCI layout builder (run twice: the digest must repeat).
  *
- * Measured per pipeline over its build and push tasks (the download is the same HF hub stand-in for all three and
+ * Measured per pipeline over its build and push tasks (the download is the same fetch from the fake hub for all three and
  * is not counted): wall time (build start to last push end), bytes the steps wrote to storage (Linux I/O
  * accounting of each step's process tree, runner/types.ts StepIo), and peak extra disk (du of the run's volumes,
  * sampled every 250 ms, minus the size when the build started). The registries are separate processes: what they
@@ -27,7 +27,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { ModelcarBuilder } from '../../src';
-import { FS_GROUP, NAMESPACE, repositoryOf, runModelcar, runNameOf, startWorld, stopWorld, synthesizePipeline, World } from '../e2e/modelcar/world';
+import { loadScript } from '../../src/modelcar/scripts';
+import { FS_GROUP, MODEL_REPO, NAMESPACE, repositoryOf, runModelcar, runNameOf, startWorld, stopWorld, synthesizePipeline, World } from '../e2e/modelcar/world';
 import { Manifest, RunPipelineResult } from '../e2e/runner/tekton-runner';
 import { writeSyntheticModel, SyntheticModel } from '../e2e/support/model-fixture';
 import { freshWorkDir } from '../e2e/support/tools';
@@ -133,11 +134,17 @@ skopeo --tmpdir /var/tmp inspect --format '{{.Digest}}' "oci-archive:\${ARCHIVE}
     spec: {
       workspaces: [{ name: 'source' }],
       results: [{ name: 'MODEL_RESOLVED_REVISION' }],
+      // The same fetch script as ours, from the same fake hub (the download is not what is compared).
+      volumes: [{ name: 'hub-ca', configMap: { name: 'hub-ca' } }],
       steps: [{
         name: 'fetch',
         image: 'registry.access.redhat.com/ubi9/python-312',
-        env: [{ name: 'MODEL_DIR', value: `${ws}/model` }, { name: 'RESOLVED_REVISION_FILE', value: '$(results.MODEL_RESOLVED_REVISION.path)' }],
-        script: 'replaced by the hub stand-in',
+        env: [
+          { name: 'MODEL_DIR', value: `${ws}/model` }, { name: 'RESOLVED_REVISION_FILE', value: '$(results.MODEL_RESOLVED_REVISION.path)' },
+          { name: 'HF_REPO', value: MODEL_REPO }, { name: 'HF_ENDPOINT', value: world.hub.hubUrl }, { name: 'HF_CA_DIR', value: '/etc/hub-ca' },
+        ],
+        volumeMounts: [{ name: 'hub-ca', mountPath: '/etc/hub-ca', readOnly: true }],
+        script: loadScript('hf-fetch.py'),
       }],
     },
   };

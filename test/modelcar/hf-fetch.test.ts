@@ -272,6 +272,33 @@ describe('hf-fetch.py against a fake hub', () => {
     expect(check).toBe(0);
   });
 
+  test('HF_RESOLVE_ONLY=true asks the revision API once and downloads nothing: commit and selected size, no MODEL_DIR', async () => {
+    // GIVEN the check before a build: it needs the commit, never a model file
+    const sizeFile = path.join(tmp, 'model-size');
+    // WHEN
+    const run = await runFetch({ HF_RESOLVE_ONLY: 'true', MODEL_DIR: undefined, MODEL_SIZE_FILE: sizeFile, HF_EXCLUDE: 'onnx/' });
+    // THEN
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(hub.requests.map((r) => r.url)).toEqual([`/api/models/${REPO}/revision/main?blobs=true`]);
+    expect(cdn.requests).toHaveLength(0);
+    expect(fs.readFileSync(revisionFile, 'utf8')).toBe(SHA_MAIN);
+    const selected = MAIN_FILES.filter((f) => !f.path.startsWith('onnx/'));
+    expect(fs.readFileSync(sizeFile, 'utf8')).toBe(String(selected.reduce((n, f) => n + f.content.length, 0)));
+    expect(run.stdout).toContain(`resolve only: ${selected.length} of ${MAIN_FILES.length} files selected`);
+    expect(fs.existsSync(modelDir)).toBe(false);
+  });
+
+  test('HF_RESOLVE_ONLY=true still fails when no file matches, and when a pinned commit resolves to another', async () => {
+    const none = await runFetch({ HF_RESOLVE_ONLY: 'true', HF_INCLUDE: '*.gguf' });
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain(`no file of ${REPO}@${SHA_MAIN} matches include '*.gguf'`);
+    expect(fs.existsSync(revisionFile)).toBe(false);
+    const bad = await runFetch({ HF_RESOLVE_ONLY: 'maybe' });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("HF_RESOLVE_ONLY='maybe' must be true or false");
+  });
+
   test('downloads every file of the resolved commit byte-identical, pinned to the commit sha', async () => {
     const run = await runFetch();
     expect(run.stderr).toBe('');

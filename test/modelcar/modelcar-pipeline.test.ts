@@ -21,7 +21,7 @@ describe('ModelcarPipeline', () => {
     register.addStep({ name: 'register', image: ImageReference.fromDigest('quay.io/org/registrar', `sha256:${'a'.repeat(64)}`).toString(), env: { REF: ref.envValue() }, script: 'echo "registering $REF"' });
 
     // WHEN
-    modelcar.addTask('register', { task: register, params: { IMAGE_REF: ParamValue.string(modelcar.pushTasks[0].result('IMAGE_REF')) } });
+    modelcar.addTask('register', { task: register, params: { IMAGE_REF: ParamValue.string(modelcar.imageResult('quay', 'IMAGE_REF')) } });
     modelcar.addRun('run', { model: { repo: 'org/model', revision: 'v1', include: ['*.safetensors', '*.json'] }, tags: ['v1', 'latest'], fsGroup: 1000, storage: Size.gibibytes(20), timeout: Duration.hours(4), existingClaim: 'models' });
 
     // THEN
@@ -29,9 +29,11 @@ describe('ModelcarPipeline', () => {
     expect(docs).toMatchSnapshot();
     const p = doc(docs, 'Pipeline').spec.tasks;
     expect(p.map((t: any) => [t.name, t.runAfter])).toEqual([
-      ['download-model', undefined], ['build-image', ['download-model']], ['push-quay', ['build-image']],
-      ['push-mirror', ['push-quay']], ['push-internal', ['push-mirror']], ['register', ['push-internal']],
+      ['check-published', undefined], ['download-model', undefined], ['build-image', ['download-model']], ['push-quay', ['build-image']],
+      ['push-mirror', ['push-quay']], ['push-internal', ['push-mirror']], ['report-published', ['push-internal']], ['register', ['report-published']],
     ]);
+    // The user's task takes the report's result, which exists whether the pushes ran or not.
+    expect(p.find((t: any) => t.name === 'register').params).toEqual([{ name: 'IMAGE_REF', value: '$(tasks.report-published.results.QUAY_IMAGE_REF)' }]);
     const run = doc(docs, 'PipelineRun').spec;
     expect(run.params).toContainEqual({ name: 'MODEL_INCLUDE', value: '*.safetensors *.json' });
     expect(run.params).toContainEqual({ name: 'IMAGE_TAGS', value: 'v1 latest' });
@@ -49,7 +51,7 @@ describe('ModelcarPipeline', () => {
     expect(modelcar.parallelPushes).toBe(true);
   });
 
-  test('a run\'s timeout defaults to the tasks in a row: download, build, then the pushes (the longest when parallel)', () => {
+  test('a run\'s timeout defaults to the tasks in a row: check, download, build, then the pushes (the longest when parallel), report', () => {
     const chart = Testing.chart();
     const slow = () => PushTarget.registry({ name: 'mirror', repository: 'r.example.com/m', credentials: RegistryCredentials.fromServiceAccount(), timeout: Duration.minutes(45) });
     const serial = new ModelcarPipeline(chart, 's', { name: 's', pushTargets: [internal(), slow()] });
@@ -61,10 +63,11 @@ describe('ModelcarPipeline', () => {
     });
     serial.addRun('r', { name: 'rs', model: { repo: 'org/m' }, tags: ['v1'], fsGroup: 1 });
     parallel.addRun('r', { name: 'rp', model: { repo: 'org/m' }, tags: ['v1'], fsGroup: 1 });
-    expect(serial.tasksTimeout.toMinutes()).toBe(60 + 60 + 30 + 45);
-    expect(parallel.tasksTimeout.toMinutes()).toBe(60 + 20 + 45);
+    // check and report: 5 minutes each
+    expect(serial.tasksTimeout.toMinutes()).toBe(5 + 60 + 60 + 30 + 45 + 5);
+    expect(parallel.tasksTimeout.toMinutes()).toBe(5 + 60 + 20 + 45 + 5);
     const runs = synth(chart).filter((d: any) => d.kind === 'PipelineRun');
-    expect(runs.map((r: any) => r.spec.timeouts.pipeline)).toEqual(['3h15m0s', '2h5m0s']);
+    expect(runs.map((r: any) => r.spec.timeouts.pipeline)).toEqual(['3h25m0s', '2h15m0s']);
   });
 
   test('toolsImage and pythonImage reach every step (a mirror for a disconnected cluster)', () => {
@@ -84,6 +87,17 @@ describe('ModelcarPipeline', () => {
     const tls = (name: string) => doc(docs, 'Task', name).spec.steps[1].env.find((e: any) => e.name === 'TLS_VERIFY').value;
     expect(tls('modelcar-push-lab')).toBe('false');
     expect(tls('modelcar-push-internal')).toBe('true');
+  });
+
+  test('a hub mirror with its own CA: the fetch step trusts the ConfigMap\'s certificates besides the system CAs', () => {
+    const chart = Testing.chart();
+    new ModelcarPipeline(chart, 'm', { pushTargets: [internal()], huggingFaceEndpoint: 'https://hf-mirror.example.com', huggingFaceTrust: RegistryTrust.fromConfigMap('hf-mirror-ca') });
+    const task = doc(synth(chart), 'Task', 'modelcar-download-model').spec;
+    expect(task.volumes).toContainEqual({ name: 'hub-ca', configMap: { name: 'hf-mirror-ca' } });
+    const fetch = task.steps.find((s: any) => s.name === 'fetch');
+    expect(fetch.volumeMounts).toEqual([{ name: 'hub-ca', mountPath: '/etc/modelcar/hub-certs', readOnly: true }]);
+    expect(fetch.env).toContainEqual({ name: 'HF_CA_DIR', value: '/etc/modelcar/hub-certs' });
+    expect(fetch.env).toContainEqual({ name: 'HF_ENDPOINT', value: 'https://hf-mirror.example.com' });
   });
 
   describe('fails when', () => {
@@ -126,12 +140,21 @@ describe('ModelcarPipeline', () => {
     });
     test('fails when a run\'s timeout is shorter than the tasks in a row', () => {
       const m = new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal(), quay()] });
-      expect(() => m.addRun('r', { model: { repo: 'org/m' }, tags: ['v1'], fsGroup: 1, timeout: Duration.minutes(150) })).toThrow(
-        'modelcar run test/m/r: timeout 2 hours 30 minutes is shorter than the pipeline\'s tasks in a row (3 hours: download, build, pushes), '
+      expect(() => m.addRun('r', { model: { repo: 'org/m' }, tags: ['v1'], fsGroup: 1, timeout: Duration.minutes(180) })).toThrow(
+        'modelcar run test/m/r: timeout 3 hours is shorter than the pipeline\'s tasks in a row (3 hours 10 minutes: check, download, build, pushes, report), '
         + 'so Tekton could stop a task before its own timeout: raise the run\'s timeout or lower downloadTimeout, buildTimeout or the push targets\' timeout');
+    });
+    test('fails when a published image result names an unknown target or result', () => {
+      const m = new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal(), quay()] });
+      expect(() => m.imageResult('mirror', 'IMAGE_REF')).toThrow('modelcar pipeline test/m has no push target named "mirror": use one of "internal", "quay"');
+      expect(() => m.imageResult('quay', 'DIGEST')).toThrow('modelcar pipeline test/m: result "DIGEST" is not one of IMAGE_URL, IMAGE_DIGEST, IMAGE_REF');
     });
     test('fails when the hub endpoint is not https', () => {
       expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal()], huggingFaceEndpoint: 'http://mirror.example.com' })).toThrow(/is not https/);
+    });
+    test('fails when the hub trust turns TLS verification off', () => {
+      expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal()], huggingFaceTrust: RegistryTrust.insecureSkipVerify() })).toThrow(
+        'download task test/m/DownloadModel: hubTrust must verify TLS (the model and the token would be open to anyone on the path): give the CA with RegistryTrust.fromConfigMap() or fromSecret()');
     });
   });
 

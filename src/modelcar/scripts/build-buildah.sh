@@ -4,7 +4,7 @@
 # gives it its final name, so a reader never sees a half-written artifact.
 #
 # Env: MODEL_DIR, BASE_IMAGE, ARTIFACT_FORMAT (oci | oci-archive), ARTIFACT_TMP,
-#      MODEL_REPO, MODEL_REVISION, TLS_VERIFY, CONTAINERS_STORAGE, BASE_CERT_DIR (optional),
+#      MODEL_REPO, MODEL_REVISION, BUILD_CONFIG, TLS_VERIFY, CONTAINERS_STORAGE, BASE_CERT_DIR (optional),
 #      AUTH_MODE, BASE_AUTHFILE or SA_TOKEN_FILE (by AUTH_MODE).
 set -eu
 umask 0002
@@ -51,6 +51,7 @@ buildah "$@" config \
   --label "org.opencontainers.image.source=https://huggingface.co/${MODEL_REPO}" \
   --label "io.kserve.modelcar.model=${MODEL_REPO}" \
   --label "io.kserve.modelcar.revision=${MODEL_REVISION}" \
+  --label "io.kserve.modelcar.build-config=${BUILD_CONFIG}" \
   "${ctr}"
 buildah "$@" commit --rm "${ctr}" modelcar-build >/dev/null
 buildah "$@" push "modelcar-build" "${ARTIFACT_FORMAT}:${ARTIFACT_TMP}:modelcar"

@@ -18,8 +18,13 @@ Every input comes from the environment (never argv):
   HF_TOKEN                optional; sent as "Authorization: Bearer", never printed,
                           dropped when a redirect leaves the endpoint's host
   HF_ENDPOINT             default https://huggingface.co; http only for 127.0.0.1/localhost/::1
+  HF_CA_DIR               optional directory of PEM CA certificates (*.crt) trusted besides the system CAs
   MODEL_DIR               required, destination directory (created if missing)
   RESOLVED_REVISION_FILE  optional, receives the downloaded commit sha (written last, no newline)
+  HF_RESOLVE_ONLY         "true": resolve the revision to its commit and select the files, download
+                          nothing (MODEL_DIR is not needed); writes RESOLVED_REVISION_FILE and
+                          MODEL_SIZE_FILE (bytes of the selected files as the hub lists them)
+  MODEL_SIZE_FILE         optional, with HF_RESOLVE_ONLY: receives that size (no newline)
   HF_RETRIES              attempts per request, including the first (default 3)
   HF_TIMEOUT_SECONDS      socket timeout per connect/read, not for the whole file (default 60)
   HF_RETRY_BACKOFF_SECONDS  first backoff delay, doubled per attempt, capped at 60 (default 2)
@@ -180,10 +185,20 @@ class Config(object):
             raise ConfigError(str(e))
         self.endpoint = endpoint
 
+        resolve_only = env("HF_RESOLVE_ONLY", "false").strip()
+        if resolve_only not in ("true", "false"):
+            raise ConfigError("HF_RESOLVE_ONLY=%r must be true or false" % resolve_only)
+        self.resolve_only = resolve_only == "true"
+        self.model_size_file = env("MODEL_SIZE_FILE").strip() or None
+
         model_dir = env("MODEL_DIR").strip()
-        if not model_dir:
+        if not model_dir and not self.resolve_only:
             raise ConfigError("MODEL_DIR is required (the destination directory)")
-        self.model_dir = os.path.abspath(model_dir)
+        self.model_dir = os.path.abspath(model_dir) if model_dir else None
+
+        self.ca_dir = env("HF_CA_DIR").strip() or None
+        if self.ca_dir and not os.path.isdir(self.ca_dir):
+            raise ConfigError("HF_CA_DIR=%s is not a directory" % self.ca_dir)
 
         self.resolved_revision_file = env("RESOLVED_REVISION_FILE").strip() or None
         self.retries = env_number("HF_RETRIES", 3, int, 1, 100)
@@ -209,8 +224,28 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def tls_context(ca_dir):
+    """The system CAs plus every *.crt of ca_dir; verification and hostname checks stay on."""
+    context = ssl.create_default_context()
+    if ca_dir:
+        found = sorted(n for n in os.listdir(ca_dir) if n.endswith(".crt"))
+        if not found:
+            raise ConfigError("HF_CA_DIR=%s holds no *.crt file" % ca_dir)
+        for name in found:
+            try:
+                context.load_verify_locations(cafile=os.path.join(ca_dir, name))
+            except (ssl.SSLError, OSError) as e:
+                raise ConfigError("cannot load CA certificate %s: %s" % (os.path.join(ca_dir, name), e))
+    return context
+
+
 # The default opener's ProxyHandler honours HTTPS_PROXY / HTTP_PROXY / NO_PROXY.
 OPENER = urllib.request.build_opener(_NoRedirect())
+
+
+def install_opener(cfg):
+    global OPENER
+    OPENER = urllib.request.build_opener(_NoRedirect(), urllib.request.HTTPSHandler(context=tls_context(cfg.ca_dir)))
 
 
 def open_url(url, headers, cfg):
@@ -621,6 +656,8 @@ def fetch(cfg):
             % (cfg.repo, sha, " ".join(cfg.include), " ".join(cfg.exclude))
         )
     known = sum(f.size for f in selected if f.size is not None)
+    if cfg.resolve_only:
+        return resolved_only(cfg, sha, selected, files, known)
     log("downloading %d of %d files, %s, into %s" % (len(selected), len(files), human_bytes(known), cfg.model_dir))
 
     os.makedirs(cfg.model_dir, mode=0o775, exist_ok=True)
@@ -654,6 +691,23 @@ def fetch(cfg):
     return sha
 
 
+def resolved_only(cfg, sha, selected, files, known):
+    """The answer of the revision API alone: one small JSON request, no file downloaded. The
+    check before a build needs the commit (the image's revision label) and nothing else."""
+    unsized = [f.path for f in selected if f.size is None]
+    if unsized and cfg.model_size_file:
+        raise FetchError("the hub lists no size for %s: cannot report the model size without downloading" % ", ".join(unsized[:3]))
+    log("resolve only: %d of %d files selected, %s; nothing downloaded" % (len(selected), len(files), human_bytes(known)))
+    if cfg.model_size_file:
+        with open(cfg.model_size_file, "w") as handle:
+            handle.write(str(known))
+    if cfg.resolved_revision_file:
+        with open(cfg.resolved_revision_file, "w") as handle:
+            handle.write(sha)
+        log("wrote commit %s to %s" % (sha, cfg.resolved_revision_file))
+    return sha
+
+
 def _terminate(signum, _frame):
     # Tekton stops a step with SIGTERM: unwind so the .part file is removed.
     raise SystemExit(128 + signum)
@@ -664,6 +718,7 @@ def main():
     signal.signal(signal.SIGTERM, _terminate)
     try:
         cfg = Config()
+        install_opener(cfg)
     except ConfigError as e:
         print("hf-fetch: configuration error: %s" % e, file=sys.stderr, flush=True)
         return 2

@@ -19,8 +19,12 @@ This script (Python standard library only):
 Layers are uncompressed (media type application/vnd.oci.image.layer.v1.tar): weights do not
 compress, so gzip would cost CPU for nothing, and the diff_id equals the layer digest.
 
-Env: LAYOUT, BASE_REF, IMAGE_REF, MODEL_DIR, MODEL_REPO, MODEL_REVISION, LARGE_FILE_BYTES,
-     MODELS_PATH (default /models).
+Env: LAYOUT, BASE_REF, IMAGE_REF, MODEL_DIR, MODEL_REPO, MODEL_REVISION, BUILD_CONFIG,
+     LARGE_FILE_BYTES, MODELS_PATH (default /models).
+
+BUILD_CONFIG (the digest of the build configuration, from the pipeline's check task) becomes
+the label io.kserve.modelcar.build-config: with the revision label it tells a later run that
+a registry already serves exactly what it would build.
 """
 import hashlib
 import json
@@ -249,6 +253,7 @@ def main():
     model_dir = env('MODEL_DIR')
     repo = env('MODEL_REPO')
     revision = env('MODEL_REVISION')
+    build_config = env('BUILD_CONFIG')
     large = int(env('LARGE_FILE_BYTES'))
     prefix = env('MODELS_PATH', '/models').strip('/')
     started = time.monotonic()
@@ -292,6 +297,7 @@ def main():
         'org.opencontainers.image.source': f'https://huggingface.co/{repo}',
         'io.kserve.modelcar.model': repo,
         'io.kserve.modelcar.revision': revision,
+        'io.kserve.modelcar.build-config': build_config,
     })
     inner['Labels'] = labels
     config['created'] = CREATED

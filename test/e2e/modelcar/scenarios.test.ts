@@ -3,7 +3,8 @@
  * test/e2e/runner with the real tools: skopeo, python3, coreutils, two docker-registry servers with TLS and
  * htpasswd on 127.0.0.1, under the identities the YAML asks for (fsGroup 1000970000, OpenShift-like uid).
  *
- * Replaced, and named so: only the Hugging Face hub fetch (HF_HUB_STAND_IN in world.ts). Failures are staged at
+ * Replaced, and named so: only the Hugging Face hub (a fake hub and CDN over TLS, test/e2e/support/fake-hub.ts); the
+ * download task's real fetch step talks to it. Failures are staged at
  * precise points with `wrapStep` (the staging is shell in the test; the step it wraps runs unchanged) or from
  * outside (killing the builder, stopping a registry), then the pipeline's own checks must catch them.
  *
@@ -110,7 +111,13 @@ beforeAll(async () => {
   bigModel = await writeSyntheticModel(path.join(work, 'big-model'), { totalBytes: 256 * 1024 * 1024, files: 1 });
   // The layout builder (the default) with a 4 MiB threshold, so that the ~10 MiB shards get a layer each.
   const builder = ModelcarBuilder.ociLayout({ largeFileThreshold: Size.mebibytes(4) });
-  manifests = synthesizePipeline(world, path.join(work, 'dist'), { builder, runs: RUNS.map((n) => ({ name: n, tags: [n, `${n}-alias`] })) });
+  // The push failures (registry down, back during the retries, wrong credentials, untrusted CA) are staged for the
+  // whole run: forced rebuilds, whose check asks no registry, let them reach the push they are about. The check's
+  // own failures with a registry down or refusing credentials are in published.test.ts.
+  const forced = ['down', 'transient', 'bad-creds', 'bad-ca'];
+  manifests = synthesizePipeline(world, path.join(work, 'dist'), {
+    builder, runs: RUNS.map((n) => ({ name: n, tags: [n, `${n}-alias`], forceRebuild: forced.includes(n) || undefined })),
+  });
   claimManifests = synthesizePipeline(world, path.join(work, 'dist-claim'), { builder, runs: RUNS.map((n) => ({ name: n, tags: [n] })), existingClaim: 'models' });
   namespaceManifests = synthesizePipeline(world, path.join(work, 'dist-namespace'), {
     builder,
@@ -134,7 +141,11 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     expect(r.status).toBe('Succeeded');
     // The run is the one the YAML names from its inputs (variant, then the hash): runNameOf() found it.
     expect(r.pipelineRun.name).toMatch(/^happy-[0-9a-f]{10}$/);
-    expect(stepLog(r, 'download-model', 'fetch')).toContain('HF_HUB_STAND_IN wrote');
+    // The check resolved main to its commit; the real fetch step downloaded every file of exactly that commit from
+    // the fake hub over TLS.
+    expect(stepLog(r, 'check-published', 'resolve')).toContain(`resolved e2e-org/synthetic-model@main -> commit ${MODEL_COMMIT}`);
+    expect(stepLog(r, 'download-model', 'fetch')).toContain(`resolved e2e-org/synthetic-model@${MODEL_COMMIT} -> commit ${MODEL_COMMIT}`);
+    for (const f of model.files) expect(world.hub.fileRequests(f.path).length).toBeGreaterThanOrEqual(1);
 
     const digest = r.tasks['build-image'].results.IMAGE_DIGEST;
     expect(digest).toMatch(/^sha256:[0-9a-f]{64}$/);

@@ -8,10 +8,12 @@
  * - the CA as the ConfigMaps `registry-ca` (pushes) and `base-ca` (base image pull), and each registry's credentials as a docker-config Secret, mounted by
  *   the runner the way the cluster mounts them.
  *
- * The Hugging Face hub is the one part that cannot run here (no internet). Only the download task's `fetch` step is
- * replaced, by HF_HUB_STAND_IN: it copies a synthetic model (test/e2e/support/model-fixture.ts) into the run's model
- * directory and writes a fixed commit sha. Everything after it (checksums, results, build, validation, pushes)
- * is the synthesized YAML, run for real by test/e2e/runner.
+ * The Hugging Face hub is the one part that cannot run here (no internet): a fake hub and CDN over TLS on 127.0.0.1
+ * (test/e2e/support/fake-hub.ts, STAND-IN FOR THE HUB, its certificate from the same throwaway CA) serve the
+ * synthetic model (test/e2e/support/model-fixture.ts) as commit MODEL_COMMIT of MODEL_REPO. The download task's
+ * real fetch step talks to it, trusting its CA through the ConfigMap `hub-ca` (the `huggingFaceTrust` prop);
+ * everything (fetch, checksums, results, build, validation, pushes) is the synthesized YAML, run for real by
+ * test/e2e/runner.
  */
 import { createHash, randomBytes } from 'crypto';
 import * as fs from 'fs';
@@ -23,6 +25,7 @@ import {
 } from '../../../src';
 import { Manifest, RunPipelineOptions, RunPipelineResult, runPipeline } from '../runner/tekton-runner';
 import { pushBaseImage, PushedBaseImage } from '../support/base-image';
+import { FakeHub, hubFilesOf, startFakeHub } from '../support/fake-hub';
 import { SyntheticModel } from '../support/model-fixture';
 import { dockerConfigJsonFor, LocalRegistry, makeCa, startRegistry, TestCa } from '../support/registry';
 import { E2E_TOOLS, INSTALL_HINT, requireTools, run } from '../support/tools';
@@ -30,10 +33,8 @@ import { E2E_TOOLS, INSTALL_HINT, requireTools, run } from '../support/tools';
 export const NAMESPACE = 'private-ai-demo';
 export const FS_GROUP = 1000970000;
 export const MODEL_REPO = 'e2e-org/synthetic-model';
-/** The commit sha the hub stand-in reports as resolved. */
+/** The commit of MODEL_REPO (branch main) the fake hub serves: the model given to `publishModel`. */
 export const MODEL_COMMIT = '0123456789abcdef0123456789abcdef01234567';
-/** Where the hub stand-in finds the synthetic model inside the step. */
-const FIXTURE_MOUNT = '/e2e-fixtures/hf-hub-model';
 
 export interface World {
   readonly work: string;
@@ -46,6 +47,8 @@ export interface World {
    * takes it as the password of user `serviceaccount`, as the OpenShift internal registry does.
    */
   readonly serviceAccountToken: string;
+  /** STAND-IN FOR THE HUGGING FACE HUB (and its CDN), TLS on 127.0.0.1. */
+  readonly hub: FakeHub;
 }
 
 /** Starts both registries and pushes the base image. Fails (never skips) when a tool is missing. */
@@ -61,12 +64,18 @@ export async function startWorld(work: string): Promise<World> {
     startRegistry({ name: 'quay', workDir: path.join(work, 'registry-quay'), ca, username: 'robot', password: 'quay-secret' }),
   ]);
   const base = await pushBaseImage(internal, { workDir: path.join(work, 'base') });
-  return { work, ca, internal, quay, base, serviceAccountToken };
+  const hub = await startFakeHub({ ca, workDir: path.join(work, 'hub') });
+  return { work, ca, internal, quay, base, serviceAccountToken, hub };
 }
 
 export async function stopWorld(world: World | undefined): Promise<void> {
   if (!world) return;
-  await Promise.all([world.internal.stop(), world.quay.stop()]);
+  await Promise.all([world.internal.stop(), world.quay.stop(), world.hub?.stop()]);
+}
+
+/** Publishes `model` on the fake hub as `commit` of MODEL_REPO, branch `main` (replacing what main pointed to). */
+export function publishModel(world: World, model: SyntheticModel, commit: string = MODEL_COMMIT): void {
+  world.hub.addCommit(MODEL_REPO, commit, hubFilesOf(model), ['main']);
 }
 
 export interface SynthOptions {
@@ -78,7 +87,7 @@ export interface SynthOptions {
    * PipelineRun is named `<variant>-<hash of its inputs>`: `runNameOf()` finds it, and `runModelcar()` takes either.
    * fsGroup: default FS_GROUP; 'namespace' sets none, like the default app (the namespace's SCC assigns it).
    */
-  readonly runs: { readonly name: string; readonly tags: string[]; readonly fsGroup?: number | 'namespace' }[];
+  readonly runs: { readonly name: string; readonly tags: string[]; readonly fsGroup?: number | 'namespace'; readonly forceRebuild?: boolean }[];
   /**
    * Credentials like the default app: the internal push with the service account's token
    * (`PushTarget.openshiftInternal`'s default), the base image with the service account's docker secrets
@@ -111,6 +120,8 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
     baseImage: ImageReference.fromDigest(baseName, baseDigest),
     baseImageTrust: RegistryTrust.fromConfigMap('base-ca'),
     baseImageCredentials: opts.serviceAccountCredentials ? RegistryCredentials.fromServiceAccount() : RegistryCredentials.fromDockerConfigSecret('base-pull'),
+    huggingFaceEndpoint: world.hub.hubUrl,
+    huggingFaceTrust: RegistryTrust.fromConfigMap('hub-ca'),
     // Bounds for a stuck step here (the benchmark's 2 GiB build takes under 2 minutes); the run's
     // timeout defaults to these in a row.
     downloadTimeout: Duration.minutes(10),
@@ -142,6 +153,7 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
       fsGroup: r.fsGroup === 'namespace' ? undefined : r.fsGroup ?? FS_GROUP,
       storage: Size.gibibytes(10),
       existingClaim: opts.existingClaim,
+      forceRebuild: r.forceRebuild,
     });
   }
   GitOpsLayout.write(app, { outdir, namespace: NAMESPACE });
@@ -183,19 +195,6 @@ export function readManifests(dir: string): Manifest[] {
   return files.flatMap((f) => yaml.loadAll(fs.readFileSync(f, 'utf8')) as Manifest[]).filter((d) => d && d.kind);
 }
 
-/**
- * HF_HUB_STAND_IN: replaces the download task's hub fetch (the only part that cannot run here) with a copy of the
- * synthetic model and a fixed commit sha. It keeps the step's env (MODEL_DIR, RESOLVED_REVISION_FILE) and identity.
- */
-export const HF_HUB_STAND_IN = `#!/bin/sh
-# HF_HUB_STAND_IN: the Hugging Face hub cannot run here; this writes the synthetic model instead.
-set -eu
-mkdir -p "\${MODEL_DIR}"
-cp -R ${FIXTURE_MOUNT}/. "\${MODEL_DIR}/"
-printf '%s' '${MODEL_COMMIT}' > "\${RESOLVED_REVISION_FILE}"
-echo "HF_HUB_STAND_IN wrote $(find "\${MODEL_DIR}" -type f | wc -l) files for ${MODEL_REPO}@${MODEL_COMMIT}"
-`;
-
 export type StepOverride = (task: string, step: string, spec: any) => any | undefined;
 
 /**
@@ -227,9 +226,12 @@ export interface RunModelcarOptions {
   /** The variant (as given to synthesizePipeline) or the PipelineRun's name. */
   readonly pipelineRun: string;
   readonly workDir: string;
+  /** The model the fake hub serves as MODEL_COMMIT on main for this run (published before the run). */
   readonly model: SyntheticModel;
+  /** The commit main points to for this run. Default MODEL_COMMIT. */
+  readonly commit?: string;
   readonly claims?: Record<string, string>;
-  /** More step overrides (the hub stand-in is always applied). */
+  /** Step overrides (staged failures). */
   readonly overrides?: StepOverride;
   /** Replace a secret or config map (e.g. wrong credentials, another CA). */
   readonly secrets?: Record<string, Record<string, string>>;
@@ -253,8 +255,9 @@ export function clusterLike(world: World): Partial<RunPipelineOptions> {
   };
 }
 
-/** Runs one PipelineRun of the synthesized YAML with the hub stand-in, the registries' CA and credentials. */
+/** Runs one PipelineRun of the synthesized YAML against the fake hub, with the registries' CA and credentials. */
 export async function runModelcar(world: World, opts: RunModelcarOptions): Promise<RunPipelineResult> {
+  publishModel(world, opts.model, opts.commit);
   const dockerConfig = (r: LocalRegistry) => ({ '.dockerconfigjson': dockerConfigJsonFor([r]) });
   return runPipeline({
     manifests: opts.manifests,
@@ -270,14 +273,11 @@ export async function runModelcar(world: World, opts: RunModelcarOptions): Promi
     configMaps: {
       'registry-ca': { 'ca.crt': fs.readFileSync(world.ca.certPath, 'utf8') },
       'base-ca': { 'ca.crt': fs.readFileSync(world.ca.certPath, 'utf8') },
+      'hub-ca': { 'ca.crt': fs.readFileSync(world.ca.certPath, 'utf8') },
       ...opts.configMaps,
     },
-    hostMounts: [{ hostPath: opts.model.dir, containerPath: FIXTURE_MOUNT }],
     freshVolumeMode: opts.freshVolumeMode,
-    stepOverrides: (task, step, spec) => {
-      if (task === 'download-model' && step === 'fetch') return { ...spec, script: HF_HUB_STAND_IN };
-      return opts.overrides?.(task, step, spec);
-    },
+    stepOverrides: opts.overrides,
     log: opts.log,
     cleanup: true,
     ...clusterLike(world),

@@ -275,6 +275,52 @@ tasks:
     expect(r.tasks.notin.status).toBe('Succeeded');
   });
 
+  test('skipped by when: pipeline results that refer to the skipped task are not emitted, a finally task that does is skipped, a report after it runs', async () => {
+    // Tekton: ApplyTaskResultsToPipelineResults drops a pipeline result that refers to a task that did not succeed;
+    // a finally task with a missing result reference is skipped (MissingResultsSkip); runAfter on a task skipped by
+    // its own when does not skip (when expressions are scoped to their task).
+    const r = await run([pipelineRun(`
+results:
+  - { name: from-skipped, value: $(tasks.guarded.results.r) }
+  - { name: from-report, value: $(tasks.report.results.r) }
+  - { name: from-finally, value: $(finally.uses-skipped.results.r) }
+tasks:
+  - name: guarded
+    when: [{ input: "no", operator: in, values: ["yes"] }]
+    taskSpec: { results: [{ name: r }], steps: [{ name: s, image: busybox, script: "printf built > $(results.r.path)" }] }
+  - name: report
+    runAfter: [guarded]
+    taskSpec: { results: [{ name: r }], steps: [{ name: s, image: busybox, script: "printf reported > $(results.r.path)" }] }
+finally:
+  - name: uses-skipped
+    params: [{ name: v, value: $(tasks.guarded.results.r) }]
+    taskSpec: { params: [{ name: v }], results: [{ name: r }], steps: [{ name: s, image: busybox, script: "printf x > $(results.r.path)" }] }
+`)]);
+    expect(r.status).toBe('Succeeded');
+    expect(r.tasks.guarded).toMatchObject({ status: 'Skipped', reason: 'When Expressions evaluated to false' });
+    expect(r.tasks.report.status).toBe('Succeeded');
+    expect(r.tasks['uses-skipped']).toMatchObject({ status: 'Skipped', reason: 'Results were missing' });
+    expect(r.results).toEqual({ 'from-report': 'reported' });
+  });
+
+  test('a pipeline result that refers to a result a succeeded task did not write fails the PipelineRun (CouldntGetPipelineResult)', async () => {
+    const r = await run([pipelineRun(`
+results:
+  - { name: good, value: $(tasks.producer.results.written) }
+  - { name: bad, value: $(tasks.producer.results.forgotten) }
+tasks:
+  - name: producer
+    taskSpec:
+      results: [{ name: written }, { name: forgotten }]
+      steps: [{ name: s, image: busybox, script: "printf ok > $(results.written.path)" }]
+`)]);
+    expect(r.tasks.producer.status).toBe('Succeeded');
+    expect(r.status).toBe('Failed');
+    expect(r.reason).toBe('CouldntGetPipelineResult');
+    expect(r.message).toContain('invalid pipelineresults [bad], the referenced results don\'t exist');
+    expect(r.results).toEqual({ good: 'ok' });
+  });
+
   test('a failure stops scheduling; finally runs and sees $(tasks.status) and $(tasks.<t>.status)', async () => {
     const r = await run([pipelineRun(`
 tasks:

@@ -226,8 +226,13 @@ class PipelineRunner {
     this.setDeadlines();
     await this.runDag();
     await this.runFinally();
-    const results = this.pipelineResults();
+    const { results, invalid } = this.pipelineResults();
     if (this.options.cleanup) fs.rmSync(path.join(this.runDir, 'taskruns'), { recursive: true, force: true });
+    if (invalid.length) {
+      // Tekton keeps the valid results and marks the PipelineRun failed (pipelinerun.go, CouldntGetPipelineResult).
+      return this.finish('CouldntGetPipelineResult', `Failed to get PipelineResult from TaskRun Results for PipelineRun ${this.prName}: `
+        + `invalid pipelineresults [${invalid.join(' ')}], the referenced results don't exist`, results);
+    }
     return this.finish(undefined, undefined, results);
   }
 
@@ -750,8 +755,14 @@ class PipelineRunner {
     await this.schedule(fin);
   }
 
-  private pipelineResults(): Record<string, string> {
+  /**
+   * Tekton's ApplyTaskResultsToPipelineResults: a result that refers to a task that did not succeed (skipped,
+   * failed) is silently dropped; one that refers to a result a succeeded task did not write is invalid, and an
+   * invalid result fails the PipelineRun.
+   */
+  private pipelineResults(): { results: Record<string, string>; invalid: string[] } {
     const out: Record<string, string> = {};
+    const invalid: string[] = [];
     const resolver: Resolver = (expr) => {
       const m = /^(tasks|finally)\.([^.]+)\.results\.(.+)$/.exec(expr);
       if (!m) return undefined;
@@ -767,14 +778,19 @@ class PipelineRunner {
         if (collectTektonRefs(v).length) continue;
         out[r.name] = typeof v === 'string' ? v : JSON.stringify(v);
       } catch (e) {
-        if (e instanceof MissingResultError || e instanceof SubstitutionError) {
+        if (e instanceof MissingResultError && this.tasks.get(e.task)?.record?.status !== 'Succeeded') {
           this.log(`[pipelinerun] pipeline result ${r.name} not emitted: ${e.message}`);
+          continue;
+        }
+        if (e instanceof MissingResultError || e instanceof SubstitutionError) {
+          this.log(`[pipelinerun] pipeline result ${r.name} is invalid: ${e.message}`);
+          invalid.push(r.name);
           continue;
         }
         throw e;
       }
     }
-    return out;
+    return { results: out, invalid };
   }
 
   private finish(reason?: string, message?: string, results: Record<string, string> = {}): RunPipelineResult {

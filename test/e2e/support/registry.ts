@@ -142,6 +142,32 @@ export async function pingV2(host: string, ca: Buffer | string, auth?: { usernam
   });
 }
 
+/**
+ * Deletes a manifest by digest through the registry API (`DELETE /v2/<name>/manifests/<digest>`, the registry
+ * runs with storage.delete.enabled). docker-registry 2.8 deletes by digest only: every tag of that digest in the
+ * repository goes with it. Resolves with the HTTP status (202 when deleted).
+ */
+export async function deleteManifest(registry: LocalRegistry, name: string, digest: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = https.request({
+      hostname: '127.0.0.1',
+      port: registry.port,
+      path: `/v2/${name}/manifests/${digest}`,
+      method: 'DELETE',
+      ca: fs.readFileSync(registry.caCertPath),
+      timeout: 10_000,
+      headers: { Authorization: `Basic ${basicAuth(registry.username, registry.password)}` },
+      agent: false,
+    }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 const sleep = async (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
