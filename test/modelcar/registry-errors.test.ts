@@ -56,6 +56,7 @@ const TABLE: [string, string, string][] = [
   ['other TLS', fatal('pinging container registry 127.0.0.1:5000: Get "https://127.0.0.1:5000/v2/": remote error: tls: handshake failure'), 'tls'],
   ['digest mismatch', fatal('writing blob: happened during read: Digest did not match, expected sha256:1111111111111111111111111111111111111111111111111111111111111111, got sha256:2222222222222222222222222222222222222222222222222222222222222222'), 'digest-mismatch'],
   ['digest invalid (registry side)', fatal('writing blob: uploading layer to https://quay.io/v2/o/r/blobs/uploads/x?digest=sha256%3Aabc: digest invalid: provided digest did not match uploaded content'), 'digest-mismatch'],
+  ['digest invalid, default message, no detail (1.9)', fatal('writing blob: uploading layer to https://127.0.0.1:5000/v2/o/r/blobs/uploads/x: digest invalid'), 'digest-mismatch'],
   ['refused', fatal('pinging container registry 127.0.0.1:5000: Get "https://127.0.0.1:5000/v2/": dial tcp 127.0.0.1:5000: connect: connection refused'), 'network'],
   ['no such host', fatal('pinging container registry quay.example: Get "https://quay.example/v2/": dial tcp: lookup quay.example on 10.96.0.10:53: no such host'), 'network'],
   ['i/o timeout', fatal('pinging container registry quay.io: Get "https://quay.io/v2/": dial tcp 34.1.2.3:443: i/o timeout'), 'network'],

@@ -61,7 +61,7 @@ registry_error_class() {
   _rec_has() { printf '%s\n' "${_rec}" | grep -Eq -- "$1"; }
   # Where the tools put a phrase: the start of the message or after ": " (or a quote).
   _at='(^|: |msg=")'
-  if _rec_has 'Digest did not match|digest invalid: |provided digest did not match uploaded content'; then
+  if _rec_has "Digest did not match|${_at}digest invalid(: |\"|$)|provided digest did not match uploaded content"; then
     echo digest-mismatch
   elif _rec_has 'x509: certificate signed by unknown authority'; then
     echo tls-untrusted
