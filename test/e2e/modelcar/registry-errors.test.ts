@@ -20,7 +20,7 @@ import * as https from 'https';
 import * as net from 'net';
 import * as path from 'path';
 import { diagnose, SHELLS } from '../../support/registry-errors';
-import { makeCa, startRegistry, freePortContaining, LocalRegistry, portIsFree, TestCa } from '../support/registry';
+import { makeCa, startRegistry, freePortContaining, LocalRegistry, TestCa } from '../support/registry';
 import { freshWorkDir, requireTools, run } from '../support/tools';
 
 jest.setTimeout(180_000);
@@ -134,7 +134,6 @@ beforeAll(async () => {
     }
   }
 
-  downPort = await freePortContaining('401');
   // STAND-IN servers (not registries): real skopeo talks to them, their answers are the documented forms.
   const tls = await ca.issueServerCert(path.join(work, 'stand-in-tls'), { ips: ['127.0.0.1'] });
   const standIn = https.createServer({ cert: fs.readFileSync(tls.certPath), key: fs.readFileSync(tls.keyPath) }, (req, res) => {
@@ -168,7 +167,8 @@ beforeAll(async () => {
   fs.mkdirSync(standInCerts);
   fs.copyFileSync(ca.certPath, path.join(standInCerts, 'ca.crt'));
 
-  if (!await portIsFree(downPort)) throw new Error(`port ${downPort} was to stay unused`);
+  // Chosen last, once every server above listens, so that none of them takes it.
+  downPort = await freePortContaining('401');
   const host = registry.host;
   const auth = ['--cert-dir', registry.certDir, '--authfile', registry.authFile];
   const dest = ['--dest-cert-dir', registry.certDir, '--dest-authfile', registry.authFile];
