@@ -30,7 +30,7 @@ const UBI_BASE = [
   'sh', 'env',
   // coreutils
   'base64', 'cat', 'chmod', 'cut', 'df', 'dirname', 'head', 'id', 'ls', 'mkdir', 'mv', 'rm',
-  'sha256sum', 'sort', 'stat', 'sync', 'tr', 'wc',
+  'sha256sum', 'sort', 'stat', 'sync', 'tail', 'tr', 'wc',
   // grep
   'grep',
 ];

@@ -1,22 +1,29 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-/** A script line that loadScript replaces with a shared snippet of `scripts/`. */
-const INCLUDE = /^# @include ([a-z0-9-]+\.sh)$/m;
+/**
+ * A line that sources a shared script from beside the script itself:
+ * `. "$(dirname "$0")/registry-errors.sh"`. Run on its own, the script sources the file;
+ * at synth the line is replaced by the file's text, since Tekton runs one self-contained
+ * script per step (it is written to /tekton/scripts/ under a generated name, with
+ * nothing beside it).
+ */
+const SOURCE_LINE = /^(?:# shellcheck [^\n]*source=[\w.-]+\n)?\. "\$\(dirname "\$0"\)\/([\w-]+\.sh)"\n/gm;
 
 /**
  * Reads a step script that lives beside this file in `scripts/` (copied to `lib/` at
- * build time), so each script can be read, shellchecked and run on its own. A line
- * `# @include <snippet>.sh` is replaced by that snippet (shared shell code, e.g. the
- * registry credentials), so every step carries all its code in its own script.
+ * build time), so each script can be read, shellchecked and run on its own. The shared
+ * scripts it sources are embedded in place, so the step's script reads top to bottom.
  *
  * @internal
  */
 export function loadScript(name: string): string {
-  let text = fs.readFileSync(path.join(__dirname, 'scripts', name), 'utf8');
-  for (let m = INCLUDE.exec(text); m; m = INCLUDE.exec(text)) {
-    const snippet = fs.readFileSync(path.join(__dirname, 'scripts', m[1]), 'utf8').replace(/\n$/, '');
-    text = text.replace(m[0], snippet);
-  }
-  return text;
+  const text = fs.readFileSync(path.join(__dirname, 'scripts', name), 'utf8');
+  return text.replace(SOURCE_LINE, (_line, shared: string) => {
+    const body = fs.readFileSync(path.join(__dirname, 'scripts', shared), 'utf8').replace(/^#!.*\n/, '');
+    if (new RegExp(SOURCE_LINE.source, 'm').test(body)) {
+      throw new Error(`step script ${shared} (embedded in ${name}) sources another script: embed one level only`);
+    }
+    return `# --- ${shared}, embedded at synth ---\n${body}# --- end of ${shared} ---\n`;
+  });
 }

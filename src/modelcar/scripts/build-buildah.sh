@@ -9,6 +9,10 @@
 set -eu
 umask 0002
 
+# registry_error_explain: what a failed pull means, from buildah's own words.
+# shellcheck source-path=SCRIPTDIR source=registry-errors.sh
+. "$(dirname "$0")/registry-errors.sh"
+
 echo "verifying ${MODEL_DIR}/SHA256SUMS"
 if ! (cd "${MODEL_DIR}" && sha256sum --check --quiet --strict SHA256SUMS); then
   echo "model files in ${MODEL_DIR} do not match SHA256SUMS from the download: refusing to build" >&2
@@ -19,10 +23,16 @@ rm -rf "${ARTIFACT_TMP}"
 mkdir -p "${TMPDIR}"
 auth_source="${BASE_AUTHFILE:-}"
 auth_registry="${BASE_IMAGE%%/*}"
-# @include registry-auth.sh
+# shellcheck source-path=SCRIPTDIR source=registry-auth.sh
+. "$(dirname "$0")/registry-auth.sh"
 set -- --storage-driver vfs --root "${CONTAINERS_STORAGE}/storage" --runroot "${CONTAINERS_STORAGE}/run"
 pull="--tls-verify=${TLS_VERIFY}"
-ctr=$(buildah "$@" from ${BASE_CERT_DIR:+--cert-dir "${BASE_CERT_DIR}"} ${authfile:+--authfile "${authfile}"} "${pull}" --isolation chroot "docker://${BASE_IMAGE}")
+if ! ctr=$(buildah "$@" from ${BASE_CERT_DIR:+--cert-dir "${BASE_CERT_DIR}"} ${authfile:+--authfile "${authfile}"} "${pull}" --isolation chroot "docker://${BASE_IMAGE}" 2> /tmp/from.err); then
+  cat /tmp/from.err >&2
+  echo "cannot pull the base image ${BASE_IMAGE}: $(registry_error_explain /tmp/from.err pull '')" >&2
+  exit 1
+fi
+cat /tmp/from.err >&2
 # The model files are root-owned and world-readable in the image: KServe runs the
 # modelcar under an arbitrary uid, which must read /models. `buildah copy` keeps the
 # modes, so they are checked here (`buildah run` does not work rootless, so no chmod in

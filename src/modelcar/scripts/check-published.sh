@@ -18,6 +18,10 @@
 #      check: FORCE_REBUILD, VERDICT_FILE; report: RESULT_IMAGE_URL, RESULT_IMAGE_DIGEST, RESULT_IMAGE_REF.
 set -eu
 
+# registry_error_class / _explain / _words: what a failed inspect means, from skopeo's own words.
+# shellcheck source-path=SCRIPTDIR source=registry-errors.sh
+. "$(dirname "$0")/registry-errors.sh"
+
 fail() {
   echo "${TARGET}: $*" >&2
   exit 1
@@ -56,7 +60,8 @@ set +f
 mkdir -p "${TMPDIR}"
 auth_source="${AUTHFILE:-}"
 auth_registry="${IMAGE%%/*}"
-# @include registry-auth.sh
+# shellcheck source-path=SCRIPTDIR source=registry-auth.sh
+. "$(dirname "$0")/registry-auth.sh"
 
 # One line per tag: digest|source|model|revision|build-config. A label the image lacks
 # prints as empty (or "<no value>"), never as another label's value.
@@ -69,22 +74,34 @@ for tag in "$@"; do
   if ! skopeo --tmpdir "${TMPDIR}" inspect --no-tags --retry-times "${RETRIES}" "--tls-verify=${TLS_VERIFY}" \
       ${CERT_DIR:+--cert-dir "${CERT_DIR}"} ${authfile:+--authfile "${authfile}"} \
       --format "${format}" "docker://${IMAGE}:${tag}" > /tmp/inspect.out 2> /tmp/inspect.err; then
-    if grep -qi 'manifest unknown\|name unknown' /tmp/inspect.err; then
-      why="tag ${tag} not found ($(grep -oi 'manifest unknown\|name unknown' /tmp/inspect.err | head -n 1))"
-      [ "${MODE}" = check ] || fail "${IMAGE}: ${why} after the pushes of this run"
+    class=$(registry_error_class /tmp/inspect.err)
+    why=""
+    case "${class}" in
+      not-found)
+        why="tag ${tag} not found ($(registry_error_words /tmp/inspect.err))" ;;
+      denied)
+        # 403 / "requested access to the resource is denied" after the credentials were accepted:
+        # Docker Hub answers so for a repository that does not exist yet.
+        why="the registry does not show ${tag} to these credentials ($(registry_error_words /tmp/inspect.err)); it answers so for a repository that does not exist yet, and the push will create it or fail with the registry's words" ;;
+      credentials)
+        # quay.io answers a repository that does not exist (or one these credentials may not
+        # read) with "unauthorized: access to the requested resource is not authorized" once
+        # its token endpoint has accepted the credentials; credentials it refuses fail at the
+        # token endpoint instead ("invalid username/password") or, on a registry with basic
+        # auth, with "authentication required".
+        if grep -q 'access to the requested resource is not authorized' /tmp/inspect.err \
+            && ! grep -q 'invalid username/password\|authentication required' /tmp/inspect.err; then
+          why="the registry does not show ${tag} to these credentials ($(registry_error_words /tmp/inspect.err)); quay.io answers so for a repository that does not exist yet, and the push will create it or fail with the registry's words"
+        fi ;;
+    esac
+    if [ -n "${why}" ]; then
+      [ "${MODE}" = check ] || fail "${IMAGE}: ${why}, after the pushes of this run"
       verdict "rebuild: ${IMAGE}: ${why}"
       exit 0
     fi
-    # Anything else is the registry's answer we cannot read as "absent": stop the run.
+    # Anything else is an answer we cannot read as "absent": stop the run, never a silent skip.
     cat /tmp/inspect.err >&2
-    if grep -qi 'unauthorized\|authentication required\|denied\|401\|403' /tmp/inspect.err; then
-      fail "cannot ask ${IMAGE} for ${tag}: the registry refused the credentials: check the docker config secret or service account for ${IMAGE}"
-    elif grep -qi 'x509\|certificate' /tmp/inspect.err; then
-      fail "cannot ask ${IMAGE} for ${tag}: the registry's TLS certificate is not trusted: give the push target the CA that signed it"
-    elif grep -qi 'connection refused\|no such host\|i/o timeout\|connection reset\|timeout' /tmp/inspect.err; then
-      fail "cannot reach ${IMAGE} (after ${RETRIES} retries): whether it already serves ${tag} is unknown, so the run stops rather than skip or rebuild"
-    fi
-    fail "cannot ask ${IMAGE} for ${tag}: skopeo inspect failed (see above)"
+    fail "cannot ask ${IMAGE} whether it serves ${tag}: $(registry_error_explain /tmp/inspect.err push "${RETRIES}"); whether it already serves the image is unknown, so the run stops rather than skip or rebuild"
   fi
   IFS='|' read -r digest got_source got_model got_revision got_config < /tmp/inspect.out || true
   got_source=$(label "${got_source}")

@@ -12,17 +12,22 @@
 set -eu
 umask 0002
 
+# registry_error_explain: what a failed skopeo call means, from skopeo's own words.
+# shellcheck source-path=SCRIPTDIR source=registry-errors.sh
+. "$(dirname "$0")/registry-errors.sh"
+
 # A previous attempt of this TaskRun may have left a partial layout: start over.
 rm -rf "${ARTIFACT_TMP}"
 mkdir -p "${ARTIFACT_TMP}" "${TMPDIR}"
 auth_source="${BASE_AUTHFILE:-}"
 auth_registry="${BASE_IMAGE%%/*}"
-# @include registry-auth.sh
+# shellcheck source-path=SCRIPTDIR source=registry-auth.sh
+. "$(dirname "$0")/registry-auth.sh"
 if ! skopeo --tmpdir "${TMPDIR}" copy --quiet --retry-times "${RETRIES}" "--src-tls-verify=${TLS_VERIFY}" \
     ${BASE_CERT_DIR:+--src-cert-dir "${BASE_CERT_DIR}"} ${authfile:+--src-authfile "${authfile}"} \
     "docker://${BASE_IMAGE}" "oci:${ARTIFACT_TMP}:base" 2> /tmp/copy.err; then
   cat /tmp/copy.err >&2
-  echo "cannot copy the base image ${BASE_IMAGE} (after ${RETRIES} retries)" >&2
+  echo "cannot copy the base image ${BASE_IMAGE}: $(registry_error_explain /tmp/copy.err pull "${RETRIES}")" >&2
   exit 1
 fi
 echo "copied the base image ${BASE_IMAGE} into oci:${ARTIFACT_TMP}:base"

@@ -9,6 +9,10 @@
 #      RESULT_IMAGE_URL, RESULT_IMAGE_DIGEST, RESULT_IMAGE_REF.
 set -eu
 
+# registry_error_explain: what a failed skopeo call means, from skopeo's own words.
+# shellcheck source-path=SCRIPTDIR source=registry-errors.sh
+. "$(dirname "$0")/registry-errors.sh"
+
 src="${ARTIFACT_FORMAT}:${ARTIFACT_PATH}:modelcar"
 fail() {
   echo "push to ${IMAGE} failed: $*" >&2
@@ -51,7 +55,8 @@ echo "artifact ${src} has the build's digest ${EXPECTED_DIGEST}"
 
 auth_source="${AUTHFILE:-}"
 auth_registry="${IMAGE%%/*}"
-# @include registry-auth.sh
+# shellcheck source-path=SCRIPTDIR source=registry-auth.sh
+. "$(dirname "$0")/registry-auth.sh"
 
 # 2. Copy, digests preserved, once per tag (blobs already there are skipped).
 tls="--tls-verify=${TLS_VERIFY}"
@@ -61,16 +66,7 @@ for tag in "$@"; do
       "--dest-tls-verify=${TLS_VERIFY}" ${CERT_DIR:+--dest-cert-dir "${CERT_DIR}"} ${authfile:+--dest-authfile "${authfile}"} \
       --digestfile /tmp/pushed-digest "${src}" "docker://${IMAGE}:${tag}" 2> /tmp/copy.err; then
     cat /tmp/copy.err >&2
-    if grep -qi 'unauthorized\|authentication required\|401' /tmp/copy.err; then
-      fail "the registry refused the credentials: check the docker config secret or service account for ${IMAGE}"
-    elif grep -qi 'x509\|certificate' /tmp/copy.err; then
-      fail "the registry's TLS certificate is not trusted: give the push target the CA that signed it"
-    elif grep -qi 'digest did not match' /tmp/copy.err; then
-      fail "a blob of the artifact no longer matches its digest: the artifact changed after the build"
-    elif grep -qi 'connection refused\|no such host\|i/o timeout\|connection reset' /tmp/copy.err; then
-      fail "cannot reach the registry (after ${RETRIES} retries)"
-    fi
-    fail "skopeo copy failed"
+    fail "$(registry_error_explain /tmp/copy.err push "${RETRIES}")"
   fi
   # skopeo's warnings (e.g. the retries of a transient error) belong in the log even when it succeeds.
   cat /tmp/copy.err >&2
@@ -82,7 +78,7 @@ done
 if ! skopeo --tmpdir "${TMPDIR}" inspect --raw --retry-times "${RETRIES}" "${tls}" ${CERT_DIR:+--cert-dir "${CERT_DIR}"} ${authfile:+--authfile "${authfile}"} \
     "docker://${IMAGE}:$1" > /tmp/remote.json 2> /tmp/inspect.err; then
   cat /tmp/inspect.err >&2
-  fail "cannot read back ${IMAGE}:$1"
+  fail "cannot read back ${IMAGE}:$1: $(registry_error_explain /tmp/inspect.err push "${RETRIES}")"
 fi
 remote="sha256:$(sha256sum < /tmp/remote.json | cut -d' ' -f1)"
 if [ "${remote}" != "${EXPECTED_DIGEST}" ]; then

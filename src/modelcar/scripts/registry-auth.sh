@@ -1,5 +1,6 @@
-# Registry credentials, shared by the skopeo and buildah steps (inserted by loadScript at
-# the "# @include registry-auth.sh" line). Nothing here depends on $HOME: on OpenShift an
+#!/bin/sh
+# Registry credentials, shared by the skopeo and buildah steps: sourced from beside the
+# step's script, embedded in its place at synth (scripts.ts). Nothing here depends on $HOME: on OpenShift an
 # arbitrary uid without a passwd entry gets HOME=/, which it cannot write, so Tekton's copy
 # of the credentials into $HOME fails there with only a warning ("unsuccessful cred copy").
 # Input: AUTH_MODE (env: secret | service-account | service-account-token | none),

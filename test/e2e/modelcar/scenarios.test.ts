@@ -45,7 +45,7 @@ function pushesSerialized(r: RunPipelineResult): boolean {
 }
 
 /** PipelineRun names (each synthesized with its own tag) */
-const RUNS = ['happy', 'stale-a', 'stale-b', 'perm-denied', 'perm-ok', 'corrupt', 'down', 'transient', 'bad-creds', 'bad-ca', 'killed', 'swapped', 'altered-blob', 'repeat-1', 'repeat-2'];
+const RUNS = ['happy', 'stale-a', 'stale-b', 'perm-denied', 'perm-ok', 'corrupt', 'down', 'transient', 'bad-creds', 'bad-ca', 'bad-base-creds', 'killed', 'swapped', 'altered-blob', 'repeat-1', 'repeat-2'];
 
 function logTo(name: string): (line: string) => void {
   const file = path.join(work, 'logs', `${name}.log`);
@@ -263,13 +263,16 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
   });
 
   test('5a. registry down: the push retries a bounded number of times, then fails clearly; nothing partial counts as success', async () => {
+    // quay's port always holds "401" (world.ts): the diagnosis must come from the error, not from the port (#13).
+    expect(String(world.quay.port)).toContain('401');
     await world.quay.stop();
     try {
       const r = await runScenario('down');
       expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Failed']);
       const push = stepLog(r, 'push-quay', 'push');
-      expect(push).toContain('connection refused');
-      expect(push).toContain('cannot reach the registry (after 3 retries)');
+      expect(push).toContain(`dial tcp ${world.quay.host}: connect: connection refused`);
+      expect(push).toContain(`push to ${repositoryOf(world.quay)} failed: cannot reach the registry (after 3 retries)`);
+      expect(push).not.toContain('credentials');
       expect(push.match(/retrying/gi)?.length).toBe(3);
       expect(r.status).toBe('Failed');
       expect(r.tasks['push-quay'].results).toEqual({});
@@ -307,7 +310,7 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Failed']);
     const push = stepLog(r, 'push-quay', 'push');
     expect(push).toContain('unauthorized: authentication required');
-    expect(push).toContain('the registry refused the credentials');
+    expect(push).toContain('the registry refused the credentials (401): check the docker config secret or service account of the push target');
     expect(push).not.toMatch(/retrying/i);
     expect(r.status).toBe('Failed');
     expect(r.results.QUAY_IMAGE_DIGEST).toBeUndefined();
@@ -325,6 +328,16 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     await expectNothingPushed('bad-ca');
   });
 
+  test('5e. the base image\'s registry refuses the build\'s credentials: the build fails at the base copy, saying so', async () => {
+    const wrong = { '.dockerconfigjson': JSON.stringify({ auths: { [world.internal.host]: { auth: Buffer.from('pipeline:wrong-password').toString('base64') } } }) };
+    const r = await runScenario('bad-base-creds', { secrets: { 'base-pull': wrong } });
+    expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Failed', 'push-internal:Skipped', 'push-quay:Skipped']);
+    const base = stepLog(r, 'build-image', 'base');
+    expect(base).toContain('unauthorized: authentication required');
+    expect(base).toContain(`cannot copy the base image ${world.base.reference}: the registry refused the credentials (401): check baseImageCredentials`);
+    await expectNothingPushed('bad-base-creds');
+  });
+
   test('6. build killed midway: no artifact under its final name, nothing pushed', async () => {
     const runsDir = path.join(work, 'runs');
     let killed = '';
@@ -335,11 +348,13 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
         if (!fs.existsSync(blobs)) continue;
         const partial = fs.readdirSync(blobs).find((f) => f.startsWith('.tmp-layer') && fs.statSync(path.join(blobs, f)).size > 8 * 1024 * 1024);
         if (!partial) continue;
-        // SIGKILL the builder (an OOM kill or an eviction), found by its script argument.
+        // SIGKILL the builder (an OOM kill or an eviction), found by its script argument and by this run's layout
+        // in its env: other test processes on the host (another checkout's suite) may run builders of their own.
         for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
           try {
             const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-            if (cmd.includes('python3') && cmd.includes('/tekton/scripts/')) {
+            if (cmd.includes('python3') && cmd.includes('/tekton/scripts/')
+              && fs.readFileSync(`/proc/${pid}/environ`, 'utf8').includes(`/modelcar-runs/${path.basename(d)}/.image.partial`)) {
               process.kill(Number(pid), 'SIGKILL');
               killed = `${pid} while writing ${partial}`;
             }

@@ -42,6 +42,11 @@ export interface StartRegistryOptions {
   readonly ca?: TestCa;
   /** How long to wait for the registry to answer, ms. Default 20 000. */
   readonly readyTimeoutMs?: number;
+  /**
+   * Listen on a free port whose number contains these digits (e.g. '401'), so that a test sees error lines
+   * whose port looks like an HTTP status. Default: any free port.
+   */
+  readonly portContaining?: string;
 }
 
 export interface LocalRegistry {
@@ -105,6 +110,36 @@ export async function freePort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
+}
+
+/** Every port from 1024 to 65535 whose number contains `digits`, shuffled. */
+export function portsContaining(digits: string): number[] {
+  const ports: number[] = [];
+  for (let p = 1024; p <= 65535; p++) if (String(p).includes(digits)) ports.push(p);
+  if (ports.length === 0) throw new Error(`no TCP port contains "${digits}"`);
+  for (let i = ports.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [ports[i], ports[j]] = [ports[j], ports[i]];
+  }
+  return ports;
+}
+
+/** Whether nothing holds `port` on 127.0.0.1 right now (we can bind it). */
+export async function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+/** A port free on 127.0.0.1 right now whose number contains `digits` (e.g. '401'). */
+export async function freePortContaining(digits: string): Promise<number> {
+  for (const port of portsContaining(digits).slice(0, 50)) {
+    if (await portIsFree(port)) return port;
+  }
+  throw new Error(`no free port on 127.0.0.1 contains "${digits}" (50 tried)`);
 }
 
 /** Base64 of `user:password`, the `auth` value of a docker config.json entry. */
@@ -264,7 +299,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<LocalRe
   // The port is free when chosen but another process could take it before the registry binds: retry a few times.
   let port = 0;
   for (let attempt = 1; ; attempt++) {
-    port = await freePort();
+    port = opts.portContaining ? await freePortContaining(opts.portContaining) : await freePort();
     try {
       await launch(port);
       break;
