@@ -105,6 +105,29 @@ export interface ModelcarPipelineProps {
   readonly downloadTimeout?: Duration;
 
   /**
+   * Parallel connections of the download (files and byte ranges of large files share them).
+   *
+   * @default 8
+   */
+  readonly downloadConnections?: number;
+
+  /**
+   * The byte range of one download request for large (LFS) files.
+   *
+   * @default Size.mebibytes(32)
+   */
+  readonly downloadChunkSize?: Size;
+
+  /**
+   * How many times Tekton retries the download task. A retry keeps the files already
+   * verified and resumes the partial ones, so it costs only what was missing. Tekton
+   * gives each attempt the full `downloadTimeout`, so `tasksTimeout` counts every attempt.
+   *
+   * @default 0
+   */
+  readonly downloadRetries?: number;
+
+  /**
    * How long the build may run.
    *
    * @default Duration.hours(1)
@@ -285,6 +308,12 @@ export class ModelcarPipeline extends Construct {
     const format = props.artifactFormat ?? ArtifactFormat.OCI_LAYOUT;
     this.parallelPushes = props.parallelPushes ?? false;
 
+    const downloadTimeout = props.downloadTimeout ?? Duration.hours(1);
+    const downloadRetries = props.downloadRetries ?? 0;
+    if (!Number.isInteger(downloadRetries) || downloadRetries < 0 || downloadRetries > 10) {
+      throw new Error(`modelcar pipeline ${this.node.path}: downloadRetries must be a whole number from 0 to 10 (got ${downloadRetries})`);
+    }
+    const builder = props.builder ?? (props.pythonImage ? ModelcarBuilder.ociLayout({ image: props.pythonImage }) : undefined);
     this.downloadModel = new DownloadModelTask(this, 'DownloadModel', {
       name: `${name}-download-model`,
       fetchImage: props.pythonImage,
@@ -292,6 +321,11 @@ export class ModelcarPipeline extends Construct {
       tokenSecretName: props.huggingFaceTokenSecret,
       hubEndpoint: props.huggingFaceEndpoint,
       hubTrust: props.huggingFaceTrust,
+      connections: props.downloadConnections,
+      chunkSize: props.downloadChunkSize,
+      // The fetch ends on its own, with its message and its partial files kept, before Tekton stops it.
+      deadline: Duration.seconds(Math.max(60, downloadTimeout.toSeconds() - Math.max(60, Math.round(downloadTimeout.toSeconds() * 0.05)))),
+      builder,
     });
     this.buildImage = new BuildImageTask(this, 'BuildImage', {
       name: `${name}-build-image`,
@@ -299,7 +333,7 @@ export class ModelcarPipeline extends Construct {
       baseImageTrust: props.baseImageTrust,
       baseImageCredentials: props.baseImageCredentials,
       artifactFormat: format,
-      builder: props.builder ?? (props.pythonImage ? ModelcarBuilder.ociLayout({ image: props.pythonImage }) : undefined),
+      builder,
       toolsImage: props.toolsImage,
       pythonImage: props.pythonImage,
     });
@@ -318,7 +352,6 @@ export class ModelcarPipeline extends Construct {
     this.imageTags = this.pipeline.addParam('IMAGE_TAGS', { description: 'Space-separated tags pushed to every target' });
     this.workspace = this.pipeline.addWorkspace('shared', { description: 'The run\'s volume: model, artifact' });
 
-    const downloadTimeout = props.downloadTimeout ?? Duration.hours(1);
     const buildTimeout = props.buildTimeout ?? Duration.hours(1);
     // Every task works in modelcar-runs/<PipelineRun uid>/ on the shared volume.
     const runId = ParamValue.string('$(context.pipelineRun.uid)');
@@ -333,6 +366,7 @@ export class ModelcarPipeline extends Construct {
       },
       workspaces: { source: this.workspace },
       timeout: downloadTimeout,
+      retries: downloadRetries || undefined,
     });
     this.buildTask = this.pipeline.addTask('build-image', {
       task: this.buildImage.task,
@@ -368,7 +402,7 @@ export class ModelcarPipeline extends Construct {
       this.pipeline.addResult(`${prefix}_IMAGE_REF`, { value: t.result('IMAGE_REF'), description: `Image by digest at ${push.target.repository}` });
     }
     const pushSeconds = this.pushes.map((push) => push.target.timeout.toSeconds());
-    this.tasksTimeout = Duration.seconds(downloadTimeout.toSeconds() + buildTimeout.toSeconds()
+    this.tasksTimeout = Duration.seconds(downloadTimeout.toSeconds() * (1 + downloadRetries) + buildTimeout.toSeconds()
       + (this.parallelPushes ? Math.max(...pushSeconds) : pushSeconds.reduce((a, b) => a + b, 0)));
     this.pipeline.addResult('MODEL_RESOLVED_REVISION', { value: this.downloadTask.result('MODEL_RESOLVED_REVISION'), description: 'The model commit packaged' });
     this.pipeline.addResult('MODEL_SIZE', { value: this.downloadTask.result('MODEL_SIZE'), description: 'The model size in bytes' });

@@ -80,6 +80,10 @@ export interface SynthOptions {
   readonly existingClaim?: string;
   /** Push retries (PushTarget.retries). Default the library's. */
   readonly retries?: number;
+  /** Tekton retries of the download task (ModelcarPipelineProps.downloadRetries). Default the library's. */
+  readonly downloadRetries?: number;
+  /** Byte range of one download request (ModelcarPipelineProps.downloadChunkSize). Default the library's. */
+  readonly downloadChunkSize?: Size;
 }
 
 /** Repository of the model image in each registry. */
@@ -105,6 +109,8 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
     baseImageCredentials: RegistryCredentials.fromDockerConfigSecret('base-pull'),
     huggingFaceEndpoint: world.hub.hubUrl,
     huggingFaceTrust: RegistryTrust.fromConfigMap('hub-ca'),
+    downloadRetries: opts.downloadRetries,
+    downloadChunkSize: opts.downloadChunkSize,
     // Bounds for a stuck step here (the benchmark's 2 GiB build takes under 2 minutes); the run's
     // timeout defaults to these in a row.
     downloadTimeout: Duration.minutes(10),
@@ -186,8 +192,10 @@ export interface RunModelcarOptions {
   readonly manifests: Manifest[];
   readonly pipelineRun: string;
   readonly workDir: string;
-  /** The model the fake hub serves as MODEL_COMMIT on main for this run (published before the run). */
+  /** The model the fake hub serves on main for this run (published before the run). */
   readonly model: SyntheticModel;
+  /** The commit it is published as. Default MODEL_COMMIT. */
+  readonly commit?: string;
   readonly claims?: Record<string, string>;
   /** Step overrides (staged failures). */
   readonly overrides?: StepOverride;
@@ -202,7 +210,7 @@ export interface RunModelcarOptions {
 
 /** Runs one PipelineRun of the synthesized YAML against the fake hub, with the registries' CA and credentials. */
 export async function runModelcar(world: World, opts: RunModelcarOptions): Promise<RunPipelineResult> {
-  publishModel(world, opts.model);
+  publishModel(world, opts.model, opts.commit);
   const dockerConfig = (r: LocalRegistry) => ({ '.dockerconfigjson': dockerConfigJsonFor([r]) });
   return runPipeline({
     manifests: opts.manifests,
