@@ -297,6 +297,10 @@ interface DownloadFigures {
   readonly seconds: number;
   readonly mibPerSecond: number;
   readonly cdnRequests: number;
+  /** CPU seconds of the fetch process (user + system). */
+  readonly cpuSeconds: number;
+  /** CPU seconds of the fake hub and CDN (this process) meanwhile. */
+  readonly hubCpuSeconds: number;
 }
 
 /** Runs the fetch script once (a fresh destination) and times it from start to exit. */
@@ -323,15 +327,23 @@ async function timeDownload(
     PROGRESS_INTERVAL_SECONDS: '5',
   };
   const log = fs.createWriteStream(path.join(work, `download-${way}.log`));
+  const hubCpu = process.cpuUsage(); // the fake hub and CDN run in this process
   const started = Date.now();
   const code = await new Promise<number | null>((resolve, reject) => {
-    const child = spawn('/usr/bin/python3', [SCRIPT], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // bash's `times` gives the fetch's CPU seconds (user and system) after it exits.
+    const child = spawn('/bin/bash', ['-c', '/usr/bin/python3 "$0"; rc=$?; times > "$1"; exit $rc', SCRIPT, path.join(work, `download-${way}.times`)],
+      { env, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout.pipe(log, { end: false });
     child.stderr.pipe(log, { end: false });
     child.on('error', reject);
     child.on('close', resolve);
   });
+  // Second line of `times`: the children's user and system time, e.g. "0m4.210s 0m1.300s".
+  const cpuSeconds = (fs.readFileSync(path.join(work, `download-${way}.times`), 'utf8').split('\n')[1] ?? '').split(' ')
+    .map((t) => /^(\d+)m([\d.]+)s$/.exec(t)).reduce((a, m) => a + (m ? Number(m[1]) * 60 + Number(m[2]) : NaN), 0);
   const seconds = (Date.now() - started) / 1000;
+  const hubUsage = process.cpuUsage(hubCpu);
+  const hubCpuSeconds = (hubUsage.user + hubUsage.system) / 1e6;
   log.end();
   if (code !== 0) throw new Error(`download ${way} failed (exit ${code}); see ${path.join(work, `download-${way}.log`)}`);
   const sums = fs.readFileSync(path.join(dest, 'SHA256SUMS'), 'utf8').trim().split('\n');
@@ -339,7 +351,7 @@ async function timeDownload(
   const cdnRequests = world.hub.requests.filter((q) => q.server === 'cdn').length;
   fs.rmSync(dest, { recursive: true, force: true });
   world.hub.reset();
-  return { way, connections, chunkBytes, seconds, mibPerSecond: model.totalBytes / MiB / seconds, cdnRequests };
+  return { way, connections, chunkBytes, seconds, mibPerSecond: model.totalBytes / MiB / seconds, cdnRequests, cpuSeconds, hubCpuSeconds };
 }
 
 async function downloadStage(world: World, model: SyntheticModel, work: string) {
@@ -348,7 +360,7 @@ async function downloadStage(world: World, model: SyntheticModel, work: string) 
   for (const [way, connections, chunk] of [['ours', 8, 32 * MiB], ['one-stream', 1, 1024 * MiB], ['eight-files', 8, 1024 * MiB]] as const) {
     process.stderr.write(`download: ${way} (${connections} connection(s), ${chunk / MiB} MiB ranges)...\n`);
     const f = await timeDownload(world, model, work, way, connections, chunk);
-    process.stderr.write(`  ${way}: ${f.seconds.toFixed(1)} s, ${f.mibPerSecond.toFixed(1)} MiB/s, ${f.cdnRequests} CDN requests\n`);
+    process.stderr.write(`  ${way}: ${f.seconds.toFixed(1)} s, ${f.mibPerSecond.toFixed(1)} MiB/s, ${f.cdnRequests} CDN requests, ${f.cpuSeconds.toFixed(1)} CPU s\n`);
     results.push(f);
   }
   const [ours, one, eight] = results;
@@ -385,7 +397,7 @@ async function main(): Promise<void> {
     const machine = { cpus: cpu.length, cpuModel: cpu[0]?.model, memBytes: os.totalmem(), kernel: os.release() };
     const dl = await downloadStage(world, model, work);
     const dlTable = dl.ways.map((w) => `  download ${w.way.padEnd(12)} ${String(w.connections).padStart(2)} conn, ${String(w.chunkBytes / MiB).padStart(4)} MiB ranges: `
-      + `${w.seconds.toFixed(1).padStart(6)} s, ${w.mibPerSecond.toFixed(1).padStart(6)} MiB/s, ${w.cdnRequests} CDN requests`);
+      + `${w.seconds.toFixed(1).padStart(6)} s, ${w.mibPerSecond.toFixed(1).padStart(6)} MiB/s, ${w.cdnRequests} CDN requests, fetch CPU ${w.cpuSeconds.toFixed(1)} s, fake hub CPU ${w.hubCpuSeconds.toFixed(1)} s`);
     if (process.argv.includes('--download-only')) {
       console.log(`machine: ${cpu.length} x ${cpu[0]?.model ?? 'cpu'}, ${gib(os.totalmem())} RAM, ${os.type()} ${os.release()}; model ${gib(model.totalBytes)} in ${model.files.length} files; CDN cap 25 MiB/s per connection`);
       for (const line of dlTable) console.log(line);

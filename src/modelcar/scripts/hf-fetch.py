@@ -63,6 +63,7 @@ import hashlib
 import http.client
 import json
 import os
+import queue
 import random
 import re
 import shutil
@@ -703,7 +704,6 @@ class FileState(object):
         self.complete = [False] * self.chunks
         self.resumed_bytes = 0
         self.lock = threading.Lock()
-        self.hashing = False
         self.hashed_chunks = 0
         self.sha256 = hashlib.sha256()
         self.git = hashlib.sha1(b"blob %d\0" % size) if repo_file.sha256 is None else None
@@ -779,27 +779,22 @@ class FileState(object):
     # -- during the download --------------------------------------------------------------
 
     def chunk_done(self, index):
-        """Marks a range complete; whoever finds the next range in order complete hashes it (one at a time)."""
+        """Marks a range complete (and records it for a retry)."""
         with self.lock:
             self.complete[index] = True
             self.save_state()
-            if self.hashing:
-                return False
-            self.hashing = True
-        try:
-            while True:
-                with self.lock:
-                    nxt = self.hashed_chunks
-                    if nxt >= self.chunks or not self.complete[nxt]:
-                        self.hashing = False
-                        return nxt >= self.chunks
-                self.hash_range(self.chunk_start(nxt), self.chunk_end(nxt))
-                with self.lock:
-                    self.hashed_chunks = nxt + 1
-        except BaseException:
+
+    def advance(self):
+        """Hashes the ranges complete in order since the last call (the hasher thread only);
+        True once the whole file is hashed."""
+        while True:
             with self.lock:
-                self.hashing = False
-            raise
+                nxt = self.hashed_chunks
+                if nxt >= self.chunks or not self.complete[nxt]:
+                    return nxt >= self.chunks
+            self.hash_range(self.chunk_start(nxt), self.chunk_end(nxt))
+            with self.lock:
+                self.hashed_chunks = nxt + 1
 
     def hash_range(self, start, end):
         # Read back from the page cache just after it was written: ranges complete out of order, and
@@ -934,6 +929,24 @@ class Transfer(object):
         self.jobs.reverse()  # pop() takes them in order: small files first, then each large file's ranges in order
         self.error = None
         self.ranged = 0
+        # One thread hashes (and verifies, syncs, renames) while the connections keep downloading:
+        # hashlib releases the GIL, so hashing runs beside the transfers instead of stalling one.
+        self.hashq = queue.Queue()
+        self.hasher = threading.Thread(target=self.hash_loop, name="hasher", daemon=True)
+        self.hasher.start()
+
+    def hash_loop(self):
+        while True:
+            state = self.hashq.get()
+            try:
+                if state is None:
+                    return
+                if self.error is None and not state.finished and state.advance():
+                    self.completed(state)
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                self.fail(e)
+            finally:
+                self.hashq.task_done()
 
     def take(self):
         with self.lock:
@@ -962,8 +975,8 @@ class Transfer(object):
                     self.fetch_range(state, index)
                 finally:
                     self.progress.connection(-1)
-                if state.chunk_done(index):
-                    self.completed(state)
+                state.chunk_done(index)
+                self.hashq.put(state)
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
             self.fail(e)
 
@@ -1218,25 +1231,31 @@ def fetch(cfg):
     started = time.monotonic()
     reporter = threading.Thread(target=progress.run, name="progress", daemon=True)
     reporter.start()
-    workers = [threading.Thread(target=transfer.worker, name="conn-%d" % i, daemon=True) for i in range(min(cfg.connections, max(1, len(transfer.jobs))))]
     try:
-        # States whose every range was complete already (a retry killed while hashing): finish them first.
+        # States whose every range was complete already (a retry stopped while hashing): hash them now.
         for s in todo:
             if not s.pending():
-                s.hashing = False
-                if s.chunk_done(0):
-                    transfer.completed(s)
-        for w in workers:
-            w.start()
-        while any(w.is_alive() for w in workers):
+                transfer.hashq.put(s)
+        # A second round only if a resumed file failed its check and starts over (its jobs are back in the queue).
+        for _round in range(3):
+            if not transfer.jobs or transfer.error is not None:
+                break
+            workers = [threading.Thread(target=transfer.worker, name="conn-%d" % i, daemon=True)
+                       for i in range(min(cfg.connections, len(transfer.jobs)))]
             for w in workers:
-                w.join(0.2)
-            if transfer.error is None and cfg.left() <= 0:
-                transfer.fail(FetchError("the download did not finish within its deadline (HF_DEADLINE_SECONDS=%g); "
-                                         "what was received is kept for a retry" % cfg.deadline_seconds))
+                w.start()
+            while any(w.is_alive() for w in workers):
+                for w in workers:
+                    w.join(0.2)
+                if transfer.error is None and cfg.left() <= 0:
+                    transfer.fail(FetchError("the download did not finish within its deadline (HF_DEADLINE_SECONDS=%g); "
+                                             "what was received is kept for a retry" % cfg.deadline_seconds))
+            transfer.hashq.join()
+        transfer.hashq.join()
         if transfer.error is not None:
             raise transfer.error
     finally:
+        transfer.hashq.put(None)
         progress.stop.set()
         for s in todo:
             s.close()
@@ -1271,6 +1290,9 @@ def _terminate(signum, _frame):
 
 def main():
     os.umask(0o002)  # later tasks may run under another uid of the same group
+    # The connections hand the GIL over at every TLS record (16 KiB): a shorter switch interval keeps a thread
+    # whose read returned from waiting up to 5 ms for it, which on a busy node costs each connection its pace.
+    sys.setswitchinterval(0.0005)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         cfg = Config()
