@@ -272,8 +272,9 @@ export class ModelcarPipeline extends Construct {
   /** The pipeline task of the build. */
   public readonly buildTask: PipelineTask;
   /**
-   * How long the modelcar tasks may take in a row: download, build, then the pushes
-   * (the longest one with parallelPushes). A run's timeout must be at least this.
+   * How long the modelcar tasks may take in a row: download (each of its attempts, with
+   * downloadRetries), build, then the pushes (the longest one with parallelPushes). A run's
+   * timeout must be at least this.
    */
   public readonly tasksTimeout: Duration;
   /** The pipeline tasks of the pushes, in order. */
