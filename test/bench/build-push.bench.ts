@@ -413,7 +413,7 @@ async function main(): Promise<void> {
       return;
     }
     const ours = (builder: ModelcarBuilder, dir: string) => synthesizePipeline(world!, path.join(work, dir), {
-      builder, runs: [{ name: 'bench-1', tags: ['bench-1'] }, { name: 'bench-2', tags: ['bench-2'] }],
+      builder, runs: [{ name: 'bench-1', tags: ['bench-1'] }, { name: 'bench-2', tags: ['bench-2'] }, { name: 'bench-3', tags: ['bench-3'] }],
     });
     const asRoot = [{ pipelineTaskName: 'build-image', podTemplate: { securityContext: { runAsUser: 0, fsGroup: FS_GROUP, fsGroupChangePolicy: 'OnRootMismatch' } } }];
     const results: Figures[] = [];
