@@ -100,7 +100,11 @@ describe('ModelcarPipeline', () => {
   test('download props: connections, range size, a deadline inside the task timeout, Tekton retries counted in tasksTimeout', () => {
     const chart = Testing.chart();
     const m = new ModelcarPipeline(chart, 'm', {
-      pushTargets: [internal()], downloadConnections: 16, downloadChunkSize: Size.mebibytes(64), downloadTimeout: Duration.hours(2), downloadRetries: 2,
+      pushTargets: [internal()],
+      downloadConnections: 16,
+      downloadChunkSize: Size.mebibytes(64),
+      downloadTimeout: Duration.hours(2),
+      downloadRetries: 2,
       builder: ModelcarBuilder.buildah(),
     });
     const docs = synth(chart);
