@@ -3,7 +3,7 @@ import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ArtifactFormat } from './artifact-format';
 import { ModelcarBuilder, ModelcarBuilderKind } from './builder';
-import { addPreamble, addRegistryAccess, addRunId, artifactPath, runDir, SOURCE_WORKSPACE } from './common';
+import { addPreamble, addRegistryAccess, addRunId, artifactPath, runDir, SOURCE_WORKSPACE, sumsPath } from './common';
 import { ImageReference } from './image-reference';
 import { ModelcarImages } from './images';
 import { RegistryCredentials, RegistryTrust } from './push-target';
@@ -166,6 +166,7 @@ export class BuildImageTask extends Construct {
     const pullMounts = [...scratchMounts, ...access.mounts];
     const model = {
       MODEL_DIR: kplus.EnvValue.fromValue(`${run}/model`),
+      SUMS_FILE: kplus.EnvValue.fromValue(sumsPath(this.workspace, this.runId)),
       MODEL_REPO: this.modelRepo.envValue(),
       MODEL_REVISION: this.modelRevision.envValue(),
       BUILD_CONFIG: this.buildConfig.envValue(),

@@ -37,6 +37,16 @@ export function runDir(ws: Workspace, runId: Param): string {
   return `${ws.path}/modelcar-runs/${runId.reference}`;
 }
 
+/**
+ * The download's SHA256SUMS (paths relative to the model directory): beside the model
+ * directory, not in it, so that no repo file can collide with it.
+ *
+ * @internal
+ */
+export function sumsPath(ws: Workspace, runId: Param): string {
+  return `${runDir(ws, runId)}/SHA256SUMS`;
+}
+
 /** @internal */
 export function artifactPath(ws: Workspace, runId: Param, format: ArtifactFormat): string {
   return `${runDir(ws, runId)}/${format === ArtifactFormat.OCI_ARCHIVE ? 'image.tar' : 'image'}`;

@@ -1,6 +1,8 @@
+import { Duration, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { addPreamble, addRegistryAccess, addRunId, runDir, SOURCE_WORKSPACE } from './common';
+import { ModelcarBuilder } from './builder';
+import { addPreamble, addRegistryAccess, addRunId, runDir, SOURCE_WORKSPACE, sumsPath } from './common';
 import { ImageReference } from './image-reference';
 import { ModelcarImages } from './images';
 import { RegistryTrust } from './push-target';
@@ -62,11 +64,57 @@ export interface DownloadModelTaskProps {
    * @default RegistryTrust.systemDefault()
    */
   readonly hubTrust?: RegistryTrust;
+
+  /**
+   * Parallel connections to the hub and its CDN, shared by the files and by the byte
+   * ranges of large files (a CDN caps each connection, so one stream is the slowest way;
+   * huggingface_hub's `snapshot_download` uses 8 workers, one file each).
+   *
+   * @default 8
+   */
+  readonly connections?: number;
+
+  /**
+   * The byte range one request asks for, for files stored with LFS: large enough that a
+   * request's set-up is noise, small enough that 8 connections share a 4-shard model
+   * evenly and that a retry resumes within a range.
+   *
+   * @default Size.mebibytes(32)
+   */
+  readonly chunkSize?: Size;
+
+  /**
+   * The whole download, waits for rate limits included, must end by then: keep it
+   * within the task's timeout so that the fetch fails with its own message, and what was
+   * received stays for a retry. Retries of a request are bounded by attempts without
+   * progress and by this deadline, not by a count of attempts.
+   *
+   * @default Duration.minutes(55)
+   */
+  readonly deadline?: Duration;
+
+  /**
+   * The builder of the pipeline: the disk-space check counts the image it writes to
+   * the same volume (about the model's size for either builder).
+   *
+   * @default ModelcarBuilder.ociLayout()
+   */
+  readonly builder?: ModelcarBuilder;
 }
 
 /**
  * Downloads a model from the Hugging Face hub into this run's directory on the shared
  * workspace, writes its `SHA256SUMS`, and reports its size and the commit downloaded.
+ *
+ * The fetch step lists the resolved commit with the hub's recursive tree API (every
+ * page), checks before the first byte that the volume holds the model plus the image
+ * the build writes, then downloads over `connections` connections, large files in byte
+ * ranges written at their offsets into a preallocated file in the run's hidden
+ * `.download/` folder. Each file is checked against the hub's sha256 (LFS) or git blob
+ * id before it gets its final name; `SHA256SUMS` (beside the model directory, so no repo
+ * file collides with it) is written from those checked digests. A cut connection
+ * resumes from the last byte received, a rate limit is waited out, and a Tekton retry
+ * keeps the verified files and resumes the partial ones.
  */
 export class DownloadModelTask extends Construct {
   /** The Task. */
@@ -97,6 +145,19 @@ export class DownloadModelTask extends Construct {
     const tokenSecret = props.tokenSecretName ?? 'huggingface-token';
     validateObjectName(`download task ${this.node.path}: tokenSecretName`, tokenSecret);
     const tools = props.toolsImage ?? ModelcarImages.SKOPEO;
+    const connections = props.connections ?? 8;
+    if (!Number.isInteger(connections) || connections < 1 || connections > 64) {
+      throw new Error(`download task ${this.node.path}: connections must be a whole number from 1 to 64 (got ${connections})`);
+    }
+    const chunkBytes = (props.chunkSize ?? Size.mebibytes(32)).toKibibytes() * 1024;
+    if (!Number.isInteger(chunkBytes) || chunkBytes < 1024 * 1024 || chunkBytes > 1024 ** 3) {
+      throw new Error(`download task ${this.node.path}: chunkSize must be a whole number of KiB from 1 MiB to 1 GiB (got ${chunkBytes} bytes)`);
+    }
+    const deadline = props.deadline ?? Duration.minutes(55);
+    if (deadline.toSeconds() < 60) {
+      throw new Error(`download task ${this.node.path}: deadline must be at least 1 minute (got ${deadline.toHumanString()})`);
+    }
+    const builder = props.builder ?? ModelcarBuilder.ociLayout();
     const trust = props.hubTrust ?? RegistryTrust.systemDefault();
     if (!trust.tlsVerify) {
       throw new Error(`download task ${this.node.path}: hubTrust must verify TLS (the model and the token would be open to anyone on the path): `
@@ -133,24 +194,22 @@ export class DownloadModelTask extends Construct {
         HF_TOKEN: kplus.EnvValue.fromSecretValue(
           { secret: kplus.Secret.fromSecretName(this, 'Token', tokenSecret), key: 'token' }, { optional: true }),
         MODEL_DIR: kplus.EnvValue.fromValue(`${run}/model`),
-        RESOLVED_REVISION_FILE: kplus.EnvValue.fromValue(`${run}/model.revision`),
+        STATE_DIR: kplus.EnvValue.fromValue(`${run}/.download`),
+        SUMS_FILE: kplus.EnvValue.fromValue(sumsPath(this.workspace, this.runId)),
+        RESOLVED_REVISION_FILE: this.resolvedRevision.pathEnvValue(),
+        MODEL_SIZE_FILE: this.modelSize.pathEnvValue(),
+        HF_CONNECTIONS: kplus.EnvValue.fromValue(String(connections)),
+        HF_CHUNK_BYTES: kplus.EnvValue.fromValue(String(chunkBytes)),
+        HF_DEADLINE_SECONDS: kplus.EnvValue.fromValue(String(deadline.toSeconds())),
+        // Both builders write about the model's size to the volume (layout: uncompressed layers; buildah:
+        // the layout or archive, gzip gains little on weights); buildah's own store is in an emptyDir.
+        IMAGE_BYTES_PER_MODEL_BYTE: kplus.EnvValue.fromValue('1'),
+        BUILDER: kplus.EnvValue.fromValue(builder.kind),
         HOME: kplus.EnvValue.fromValue('/tmp'),
         ...access.env,
       },
       volumeMounts: access.mounts,
       script: loadScript('hf-fetch.py'),
-    });
-    // find and xargs: in the Python image (s2i-core installs findutils), not in the tools image.
-    this.task.addStep({
-      name: 'checksum',
-      image: (props.fetchImage ?? ModelcarImages.PYTHON).toString(),
-      env: {
-        MODEL_DIR: kplus.EnvValue.fromValue(`${run}/model`),
-        RESOLVED_REVISION_FILE: kplus.EnvValue.fromValue(`${run}/model.revision`),
-        RESULT_MODEL_SIZE: this.modelSize.pathEnvValue(),
-        RESULT_MODEL_REVISION: this.resolvedRevision.pathEnvValue(),
-      },
-      script: loadScript('checksum.sh'),
     });
   }
 }

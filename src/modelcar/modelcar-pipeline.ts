@@ -109,6 +109,29 @@ export interface ModelcarPipelineProps {
   readonly downloadTimeout?: Duration;
 
   /**
+   * Parallel connections of the download (files and byte ranges of large files share them).
+   *
+   * @default 8
+   */
+  readonly downloadConnections?: number;
+
+  /**
+   * The byte range of one download request for large (LFS) files.
+   *
+   * @default Size.mebibytes(32)
+   */
+  readonly downloadChunkSize?: Size;
+
+  /**
+   * How many times Tekton retries the download task. A retry keeps the files already
+   * verified and resumes the partial ones, so it costs only what was missing. Tekton
+   * gives each attempt the full `downloadTimeout`, so `tasksTimeout` counts every attempt.
+   *
+   * @default 0
+   */
+  readonly downloadRetries?: number;
+
+  /**
    * How long the build may run.
    *
    * @default Duration.hours(1)
@@ -330,8 +353,9 @@ export class ModelcarPipeline extends Construct {
   /** The pipeline task of the build. */
   public readonly buildTask: PipelineTask;
   /**
-   * How long the modelcar tasks may take in a row: download, build, then the pushes
-   * (the longest one with parallelPushes). A run's timeout must be at least this.
+   * How long the modelcar tasks may take in a row: download (each of its attempts, with
+   * downloadRetries), build, then the pushes (the longest one with parallelPushes). A run's
+   * timeout must be at least this.
    */
   public readonly tasksTimeout: Duration;
   /** The pipeline tasks of the pushes, in order. */
@@ -376,6 +400,12 @@ export class ModelcarPipeline extends Construct {
     this.pushTargets = [...props.pushTargets];
     this.rebuildOnPipelineChange = props.rebuildOnPipelineChange ?? false;
 
+    const downloadTimeout = props.downloadTimeout ?? Duration.hours(1);
+    const downloadRetries = props.downloadRetries ?? 0;
+    if (!Number.isInteger(downloadRetries) || downloadRetries < 0 || downloadRetries > 10) {
+      throw new Error(`modelcar pipeline ${this.node.path}: downloadRetries must be a whole number from 0 to 10 (got ${downloadRetries})`);
+    }
+    const builder = props.builder ?? (props.pythonImage ? ModelcarBuilder.ociLayout({ image: props.pythonImage }) : undefined);
     this.downloadModel = new DownloadModelTask(this, 'DownloadModel', {
       name: `${name}-download-model`,
       fetchImage: props.pythonImage,
@@ -383,6 +413,11 @@ export class ModelcarPipeline extends Construct {
       tokenSecretName: props.huggingFaceTokenSecret,
       hubEndpoint: props.huggingFaceEndpoint,
       hubTrust: props.huggingFaceTrust,
+      connections: props.downloadConnections,
+      chunkSize: props.downloadChunkSize,
+      // The fetch ends on its own, with its message and its partial files kept, before Tekton stops it.
+      deadline: Duration.seconds(Math.max(60, downloadTimeout.toSeconds() - Math.max(60, Math.round(downloadTimeout.toSeconds() * 0.05)))),
+      builder,
     });
     this.buildImage = new BuildImageTask(this, 'BuildImage', {
       name: `${name}-build-image`,
@@ -390,7 +425,7 @@ export class ModelcarPipeline extends Construct {
       baseImageTrust: props.baseImageTrust,
       baseImageCredentials: props.baseImageCredentials,
       artifactFormat: format,
-      builder: props.builder ?? (props.pythonImage ? ModelcarBuilder.ociLayout({ image: props.pythonImage }) : undefined),
+      builder,
       toolsImage: props.toolsImage,
       pythonImage: props.pythonImage,
     });
@@ -427,7 +462,6 @@ export class ModelcarPipeline extends Construct {
     });
     this.workspace = this.pipeline.addWorkspace('shared', { description: 'The run\'s volume: model, artifact' });
 
-    const downloadTimeout = props.downloadTimeout ?? Duration.hours(1);
     const buildTimeout = props.buildTimeout ?? Duration.hours(1);
     // Every task works in modelcar-runs/<PipelineRun uid>/ on the shared volume.
     const runId = ParamValue.string('$(context.pipelineRun.uid)');
@@ -466,6 +500,7 @@ export class ModelcarPipeline extends Construct {
       workspaces: { source: this.workspace },
       when: whenRebuild,
       timeout: downloadTimeout,
+      retries: downloadRetries || undefined,
     });
     this.buildTask = this.pipeline.addTask('build-image', {
       task: this.buildImage.task,
@@ -523,7 +558,7 @@ export class ModelcarPipeline extends Construct {
       this.pipeline.addResult(`${prefix}_IMAGE_REF`, { value: this.reportTask.result(r.ref.name), description: `Image by digest at ${push.target.repository}` });
     }
     const pushSeconds = this.pushes.map((push) => push.target.timeout.toSeconds());
-    this.tasksTimeout = Duration.seconds(2 * CHECK_TIMEOUT.toSeconds() + downloadTimeout.toSeconds() + buildTimeout.toSeconds()
+    this.tasksTimeout = Duration.seconds(2 * CHECK_TIMEOUT.toSeconds() + downloadTimeout.toSeconds() * (1 + downloadRetries) + buildTimeout.toSeconds()
       + (this.parallelPushes ? Math.max(...pushSeconds) : pushSeconds.reduce((a, b) => a + b, 0)));
     this.pipeline.addResult('MODEL_RESOLVED_REVISION', { value: this.checkTask.result('MODEL_RESOLVED_REVISION'), description: 'The model commit packaged' });
     this.pipeline.addResult('MODEL_SIZE', { value: this.checkTask.result('MODEL_SIZE'), description: 'The model size in bytes (the selected files, as the hub lists them)' });

@@ -125,7 +125,7 @@ describe('default app', () => {
       expect(env(debug, 'REQUIRE_READABLE').value).toBe('true');
       expect(debug.script).toContain('Likely fix: run every task under the same fsGroup');
     }
-    expect(commandLines(task('modelcar-pipeline-download-model').spec.steps[2].script)).toContain('umask 0002');
+    expect(task('modelcar-pipeline-download-model').spec.steps[1].script).toContain('os.umask(0o002)'); // the fetch writes group-writable files
   });
 
   test('6. no stale content: per-run path, fresh volume, digest handed from build to every push', () => {
@@ -168,9 +168,18 @@ describe('default app', () => {
     expect(fetch.image).toMatch(/@sha256:[a-f0-9]{64}$/);
     expect(fetch.script).not.toMatch(/pip install/);
     expect(env(fetch, 'HF_TOKEN').valueFrom).toEqual({ secretKeyRef: { name: 'huggingface-token', key: 'token', optional: true } });
-    expect(download.spec.steps.find((s: any) => s.name === 'checksum').script).toContain('SHA256SUMS');
+    // The fetch writes SHA256SUMS from the digests it checked (no second pass over the model), beside the model
+    // directory where no repo file can collide with it; the build reads the same path.
+    expect(download.spec.steps.map((s: any) => s.name)).toEqual(['debug', 'fetch']);
+    const sums = '$(workspaces.source.path)/modelcar-runs/$(params.RUN_ID)/SHA256SUMS';
+    expect(env(fetch, 'SUMS_FILE').value).toBe(sums);
+    expect(env(fetch, 'STATE_DIR').value).toBe('$(workspaces.source.path)/modelcar-runs/$(params.RUN_ID)/.download');
+    expect(env(fetch, 'HF_CONNECTIONS').value).toBe('8');
+    expect(env(fetch, 'HF_DEADLINE_SECONDS').value).toBe('3420'); // 1 h less 5 %: the fetch ends before Tekton stops it
+    expect(env(fetch, 'MODEL_SIZE_FILE').value).toBe('$(results.MODEL_SIZE.path)');
     expect(download.spec.results.map((r: any) => r.name)).toEqual(['MODEL_SIZE', 'MODEL_RESOLVED_REVISION']);
     const layers = task('modelcar-pipeline-build-image').spec.steps.find((s: any) => s.name === 'layers');
+    expect(env(layers, 'SUMS_FILE').value).toBe(sums);
     expect(layers.script).toContain('does not match SHA256SUMS from the download');
   });
 

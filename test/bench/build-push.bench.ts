@@ -14,7 +14,18 @@
  * sampled every 250 ms, minus the size when the build started). The registries are separate processes: what they
  * store is not counted for any pipeline.
  *
- * Options: --size-gib N (default 2), --files N (default 4 shards), --keep (leave the work dir).
+ * Download stage (run first; `--download-only` runs it alone, without the build and pushes): the fetch script
+ * (src/modelcar/scripts/hf-fetch.py, run with python3 exactly as the step runs it) against the fake hub of the
+ * e2e tests over TLS (test/e2e/support/fake-hub.ts), its CDN capping each connection at 25 MiB/s like a real CDN
+ * caps each stream, for the same model (shards plus config, tokenizer and index), three ways in the same run:
+ * ours (8 connections, 32 MiB ranges), one stream (1 connection, whole files: the fetcher before issue #10), and
+ * eight whole-file streams (8 connections, one request per file: huggingface_hub snapshot_download's default).
+ *
+ * Republish stage: a second revision of the model that changes one small file (config.json), run through the
+ * layout pipeline to the same registries after the first; what the registries store anew (du of their storage
+ * before and after) per model byte. Per-file layers: only the small-files layer and the manifests move.
+ *
+ * Options: --size-gib N (default 2), --files N (default 4 shards), --download-only, --keep (leave the work dir).
  * The last line printed is one JSON object with every figure.
  *
  * buildah runs as root and privileged in `analysis` and `buildah-oci` (as the privileged OpenShift Pipelines
@@ -28,9 +39,10 @@ import * as os from 'os';
 import * as path from 'path';
 import { ModelcarBuilder } from '../../src';
 import { loadScript } from '../../src/modelcar/scripts';
-import { FS_GROUP, MODEL_REPO, NAMESPACE, repositoryOf, runModelcar, runNameOf, startWorld, stopWorld, synthesizePipeline, World } from '../e2e/modelcar/world';
+import { FS_GROUP, MODEL_COMMIT, MODEL_REPO, NAMESPACE, repositoryOf, runModelcar, runNameOf, startWorld, stopWorld, synthesizePipeline, World } from '../e2e/modelcar/world';
 import { Manifest, RunPipelineResult } from '../e2e/runner/tekton-runner';
-import { writeSyntheticModel, SyntheticModel } from '../e2e/support/model-fixture';
+import { hubFilesOf } from '../e2e/support/fake-hub';
+import { describeModelDir, writeSyntheticModel, SyntheticModel } from '../e2e/support/model-fixture';
 import { freshWorkDir } from '../e2e/support/tools';
 
 interface Figures {
@@ -275,6 +287,98 @@ async function measure(
   };
 }
 
+const MiB = 1024 * 1024;
+const SCRIPT = path.join(__dirname, '..', '..', 'src', 'modelcar', 'scripts', 'hf-fetch.py');
+
+interface DownloadFigures {
+  readonly way: string;
+  readonly connections: number;
+  readonly chunkBytes: number;
+  readonly seconds: number;
+  readonly mibPerSecond: number;
+  readonly cdnRequests: number;
+  /** CPU seconds of the fetch process (user + system). */
+  readonly cpuSeconds: number;
+  /** CPU seconds of the fake hub and CDN (this process) meanwhile. */
+  readonly hubCpuSeconds: number;
+}
+
+/** Runs the fetch script once (a fresh destination) and times it from start to exit. */
+async function timeDownload(
+  world: World, model: SyntheticModel, work: string, way: string, connections: number, chunkBytes: number,
+): Promise<DownloadFigures> {
+  const dest = path.join(work, `download-${way}`);
+  fs.rmSync(dest, { recursive: true, force: true });
+  fs.mkdirSync(dest, { recursive: true });
+  const caDir = path.join(work, 'download-ca');
+  fs.mkdirSync(caDir, { recursive: true });
+  fs.copyFileSync(world.ca.certPath, path.join(caDir, 'ca.crt'));
+  world.hub.reset();
+  world.hub.cdnBytesPerSecond = 25 * MiB;
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    LANG: 'C.UTF-8',
+    HF_REPO: MODEL_REPO,
+    HF_ENDPOINT: world.hub.hubUrl,
+    HF_CA_DIR: caDir,
+    MODEL_DIR: path.join(dest, 'model'),
+    HF_CONNECTIONS: String(connections),
+    HF_CHUNK_BYTES: String(chunkBytes),
+    PROGRESS_INTERVAL_SECONDS: '5',
+  };
+  const log = fs.createWriteStream(path.join(work, `download-${way}.log`));
+  const hubCpu = process.cpuUsage(); // the fake hub and CDN run in this process
+  const started = Date.now();
+  const code = await new Promise<number | null>((resolve, reject) => {
+    // bash's `times` gives the fetch's CPU seconds (user and system) after it exits.
+    const child = spawn('/bin/bash', ['-c', '/usr/bin/python3 "$0"; rc=$?; times > "$1"; exit $rc', SCRIPT, path.join(work, `download-${way}.times`)],
+      { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.pipe(log, { end: false });
+    child.stderr.pipe(log, { end: false });
+    child.on('error', reject);
+    child.on('close', resolve);
+  });
+  // Second line of `times`: the children's user and system time, e.g. "0m4.210s 0m1.300s".
+  const cpuSeconds = (fs.readFileSync(path.join(work, `download-${way}.times`), 'utf8').split('\n')[1] ?? '').split(' ')
+    .map((t) => /^(\d+)m([\d.]+)s$/.exec(t)).reduce((a, m) => a + (m ? Number(m[1]) * 60 + Number(m[2]) : NaN), 0);
+  const seconds = (Date.now() - started) / 1000;
+  const hubUsage = process.cpuUsage(hubCpu);
+  const hubCpuSeconds = (hubUsage.user + hubUsage.system) / 1e6;
+  log.end();
+  if (code !== 0) throw new Error(`download ${way} failed (exit ${code}); see ${path.join(work, `download-${way}.log`)}`);
+  const sums = fs.readFileSync(path.join(dest, 'SHA256SUMS'), 'utf8').trim().split('\n');
+  if (sums.join('\n') !== model.files.map((f) => `${f.sha256}  ${f.path}`).join('\n')) throw new Error(`download ${way}: SHA256SUMS differs from the model`);
+  const cdnRequests = world.hub.requests.filter((q) => q.server === 'cdn').length;
+  fs.rmSync(dest, { recursive: true, force: true });
+  world.hub.reset();
+  return { way, connections, chunkBytes, seconds, mibPerSecond: model.totalBytes / MiB / seconds, cdnRequests, cpuSeconds, hubCpuSeconds };
+}
+
+async function downloadStage(world: World, model: SyntheticModel, work: string) {
+  world.hub.addCommit(MODEL_REPO, MODEL_COMMIT, hubFilesOf(model), ['main']);
+  const results: DownloadFigures[] = [];
+  for (const [way, connections, chunk] of [['ours', 8, 32 * MiB], ['one-stream', 1, 1024 * MiB], ['eight-files', 8, 1024 * MiB]] as const) {
+    process.stderr.write(`download: ${way} (${connections} connection(s), ${chunk / MiB} MiB ranges)...\n`);
+    const f = await timeDownload(world, model, work, way, connections, chunk);
+    process.stderr.write(`  ${way}: ${f.seconds.toFixed(1)} s, ${f.mibPerSecond.toFixed(1)} MiB/s, ${f.cdnRequests} CDN requests, ${f.cpuSeconds.toFixed(1)} CPU s\n`);
+    results.push(f);
+  }
+  const [ours, one, eight] = results;
+  return {
+    ways: results,
+    summary: {
+      mibPerSecond: ours.mibPerSecond,
+      vsOneStream: ours.mibPerSecond / one.mibPerSecond,
+      vsEightFiles: ours.mibPerSecond / eight.mibPerSecond,
+    },
+  };
+}
+
+/** Bytes under a directory (du -sb). */
+function duBytes(dir: string): number {
+  return Number(execFileSync('du', ['-sb', dir], { encoding: 'utf8' }).split('\t')[0]);
+}
+
 function gib(n: number): string {
   return `${(n / GiB).toFixed(2)} GiB`;
 }
@@ -289,8 +393,27 @@ async function main(): Promise<void> {
     world = await startWorld(work);
     process.stderr.write(`writing a ${sizeGiB} GiB synthetic model (${files} shards)...\n`);
     const model = await writeSyntheticModel(path.join(work, 'model'), { totalBytes: Math.round(sizeGiB * GiB), files });
+    const cpu = os.cpus();
+    const machine = { cpus: cpu.length, cpuModel: cpu[0]?.model, memBytes: os.totalmem(), kernel: os.release() };
+    const dl = await downloadStage(world, model, work);
+    const dlTable = dl.ways.map((w) => `  download ${w.way.padEnd(12)} ${String(w.connections).padStart(2)} conn, ${String(w.chunkBytes / MiB).padStart(4)} MiB ranges: `
+      + `${w.seconds.toFixed(1).padStart(6)} s, ${w.mibPerSecond.toFixed(1).padStart(6)} MiB/s, ${w.cdnRequests} CDN requests, fetch CPU ${w.cpuSeconds.toFixed(1)} s, fake hub CPU ${w.hubCpuSeconds.toFixed(1)} s`);
+    if (process.argv.includes('--download-only')) {
+      console.log(`machine: ${cpu.length} x ${cpu[0]?.model ?? 'cpu'}, ${gib(os.totalmem())} RAM, ${os.type()} ${os.release()}; model ${gib(model.totalBytes)} in ${model.files.length} files; CDN cap 25 MiB/s per connection`);
+      for (const line of dlTable) console.log(line);
+      console.log(JSON.stringify({
+        machine,
+        modelBytes: model.totalBytes,
+        modelFiles: model.files.length,
+        download: dl.summary,
+        downloadWays: dl.ways,
+        targets: { downloadVsOneStreamAtLeast6: dl.summary.vsOneStream >= 6, downloadVsEightFilesAtLeast1_5: dl.summary.vsEightFiles >= 1.5 },
+        totalSeconds: (Date.now() - started) / 1000,
+      }));
+      return;
+    }
     const ours = (builder: ModelcarBuilder, dir: string) => synthesizePipeline(world!, path.join(work, dir), {
-      builder, runs: [{ name: 'bench-1', tags: ['bench-1'] }, { name: 'bench-2', tags: ['bench-2'] }],
+      builder, runs: [{ name: 'bench-1', tags: ['bench-1'] }, { name: 'bench-2', tags: ['bench-2'] }, { name: 'bench-3', tags: ['bench-3'] }],
     });
     const asRoot = [{ pipelineTaskName: 'build-image', podTemplate: { securityContext: { runAsUser: 0, fsGroup: FS_GROUP, fsGroupChangePolicy: 'OnRootMismatch' } } }];
     const results: Figures[] = [];
@@ -312,6 +435,33 @@ async function main(): Promise<void> {
     // a repeatable digest buys), so its time is not a fair comparison and is not used in the ratios.
     await step('layout (again)', () => measure(world!, 'layout-again', layoutManifests, 'bench-2', model, work));
 
+    // Republish: a second revision that changes one small file, to the same registries.
+    const revised = path.join(work, 'model-revised');
+    fs.mkdirSync(revised);
+    for (const f of model.files) fs.linkSync(path.join(model.dir, f.path), path.join(revised, f.path));
+    fs.rmSync(path.join(revised, 'config.json'));
+    const config = JSON.parse(fs.readFileSync(path.join(model.dir, 'config.json'), 'utf8'));
+    fs.writeFileSync(path.join(revised, 'config.json'), JSON.stringify({ ...config, revised: 'one small file changed' }, null, 2) + '\n');
+    const revisedModel: SyntheticModel = { dir: revised, totalBytes: 0, files: [] };
+    const revisedFiles = await describeModelDir(revised);
+    Object.assign(revisedModel, { files: revisedFiles, totalBytes: revisedFiles.reduce((a, f) => a + f.size, 0) });
+    const storedBefore = duBytes(world.internal.storageDir) + duBytes(world.quay.storageDir);
+    process.stderr.write('running republish (one small file changed)...\n');
+    const republishRuns = path.join(work, 'runs-republish');
+    const rr = await runModelcar(world, {
+      manifests: layoutManifests,
+      pipelineRun: 'bench-3',
+      workDir: republishRuns,
+      model: revisedModel,
+      commit: 'fedcba9876543210fedcba9876543210fedcba98',
+      log: () => undefined,
+    });
+    if (rr.status !== 'Succeeded') throw new Error(`republish: the pipeline failed (${rr.reason}: ${rr.message})`);
+    fs.rmSync(republishRuns, { recursive: true, force: true });
+    const storedAnew = duBytes(world.internal.storageDir) + duBytes(world.quay.storageDir) - storedBefore;
+    const republish = { bytesStoredAnew: storedAnew, bytesPerModelByte: storedAnew / model.totalBytes, digest: rr.tasks['build-image'].results.IMAGE_DIGEST };
+    process.stderr.write(`  republish: the registries stored ${storedAnew} bytes anew (${republish.bytesPerModelByte.toExponential(2)} per model byte)\n`);
+
     const [analysis, buildahOci, layout, again] = results;
     const table = [
       ['pipeline', 'wall s', 'written', 'written/model', 'peak extra disk', 'speedup vs analysis', 'written vs analysis'],
@@ -323,14 +473,15 @@ async function main(): Promise<void> {
       ]),
     ];
     const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
-    const cpu = os.cpus();
     console.log(`machine: ${cpu.length} x ${cpu[0]?.model ?? 'cpu'}, ${gib(os.totalmem())} RAM, ${os.type()} ${os.release()}; model ${gib(model.totalBytes)} in ${model.files.length} files`);
     for (const row of table) console.log(row.map((c, i) => c.padEnd(widths[i])).join('  '));
     for (const f of results) {
       console.log(`  ${f.pipeline}: ${Object.entries(f.perTask).map(([t, v]) => `${t} ${v.seconds.toFixed(1)} s / ${gib(v.bytesWritten)}`).join(', ')}`);
     }
+    for (const line of dlTable) console.log(line);
+    console.log(`  republish (one small file changed): ${republish.bytesStoredAnew} bytes stored anew by both registries, ${republish.bytesPerModelByte.toExponential(2)} per model byte`);
     const summary = {
-      machine: { cpus: cpu.length, cpuModel: cpu[0]?.model, memBytes: os.totalmem(), kernel: os.release() },
+      machine,
       modelBytes: model.totalBytes,
       modelFiles: model.files.length,
       pipelines: Object.fromEntries(results.map((f) => [f.pipeline, f])),
@@ -346,10 +497,16 @@ async function main(): Promise<void> {
         sameDigestTwice: layout.digest === again.digest,
         digest: layout.digest,
       },
+      download: dl.summary,
+      downloadWays: dl.ways,
+      republish: { bytesPerModelByte: republish.bytesPerModelByte, bytesStoredAnew: republish.bytesStoredAnew },
       targets: {
         writtenPerModelByteAtMost1_05: layout.writtenPerModelByte <= 1.05,
         speedupVsAnalysisAtLeast3_5: analysis.wallSeconds / layout.wallSeconds >= 3.5,
         sameDigestTwice: layout.digest === again.digest,
+        downloadVsOneStreamAtLeast6: dl.summary.vsOneStream >= 6,
+        downloadVsEightFilesAtLeast1_5: dl.summary.vsEightFiles >= 1.5,
+        republishBytesPerModelByteAtMost0_01: republish.bytesPerModelByte <= 0.01,
       },
       totalSeconds: (Date.now() - started) / 1000,
     };

@@ -3,8 +3,10 @@
  * environment variables only, exactly as the Tekton step runs it.
  *
  * STAND-IN FOR THE HUGGING FACE HUB: there is no internet here, so `FakeHub` (a Node `http` server on 127.0.0.1)
- * answers the two hub endpoints the script uses, for a small synthetic repo:
- *   GET /api/models/{org}/{name}/revision/{revision}?blobs=true  -> { sha, siblings: [{ rfilename, size, lfs? }] }
+ * answers the three hub endpoints the script uses, for a small synthetic repo:
+ *   GET /api/models/{org}/{name}/revision/{revision}              -> { sha, siblings: [{ rfilename, size, lfs? }] }
+ *   GET /api/models/{org}/{name}/tree/{commit}?recursive=true     -> [{ type, path, size, oid, lfs?: { oid, size } }],
+ *                                                                    paged with `Link: <...>; rel="next"`
  *   GET /{org}/{name}/resolve/{commit}/{path}                     -> the file, or for an "LFS" file a 302 to a
  *                                                                    second fake host (`FakeCdn`, the CDN stand-in)
  * Everything else (the script, Python's urllib, hashing, the file system) is the real thing.
@@ -23,6 +25,7 @@ const TOKEN = 'hf_TESTtokenNeverPrinted';
 const MiB = 1024 * 1024;
 
 const sha1 = (s: string) => createHash('sha1').update(s).digest('hex');
+const gitBlobId = (b: Buffer) => createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 interface RepoFile {
@@ -35,8 +38,10 @@ interface RepoFile {
 interface Commit {
   readonly sha: string;
   readonly files: RepoFile[];
-  /** Extra raw `siblings` entries (a hostile listing). */
-  readonly extraSiblings?: object[];
+  /** Extra raw tree entries (a hostile listing). */
+  readonly extraEntries?: object[];
+  /** Names the revision's siblings list beyond the files (a tree that lacks them). */
+  readonly extraSiblingNames?: string[];
 }
 
 const MAIN_FILES: RepoFile[] = [
@@ -99,7 +104,7 @@ function send(res: http.ServerResponse, status: number, body: Buffer | string, h
   res.end(data);
 }
 
-/** STAND-IN FOR THE LFS CDN the real hub redirects to: serves blobs by sha256, honours `Range: bytes=N-`. */
+/** STAND-IN FOR THE LFS CDN the real hub redirects to: serves blobs by sha256, honours `Range: bytes=a-b` and `bytes=a-`. */
 class FakeCdn extends FakeServer {
   readonly blobs = new Map<string, Buffer>();
 
@@ -107,13 +112,19 @@ class FakeCdn extends FakeServer {
     const url = new URL(req.url ?? '/', this.base);
     const blob = this.blobs.get(url.pathname.replace(/^\/blobs\//, ''));
     if (!blob || url.searchParams.get('X-Signature') !== 'signed') return send(res, 404, 'no such blob');
-    const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-    if (range) {
-      const start = Number(range[1]);
-      return send(res, 206, blob.subarray(start), { 'Content-Range': `bytes ${start}-${blob.length - 1}/${blob.length}` });
-    }
-    send(res, 200, blob);
+    if (req.headers.authorization) return send(res, 400, 'a hub token must never reach the CDN');
+    sendRange(req, res, blob);
   }
+}
+
+function sendRange(req: http.IncomingMessage, res: http.ServerResponse, blob: Buffer, headers: http.OutgoingHttpHeaders = {}): void {
+  const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+  if (range) {
+    const start = Number(range[1]);
+    const end = range[2] === '' ? blob.length - 1 : Math.min(Number(range[2]), blob.length - 1);
+    return send(res, 206, blob.subarray(start, end + 1), { ...headers, 'Content-Range': `bytes ${start}-${end}/${blob.length}` });
+  }
+  send(res, 200, blob, headers);
 }
 
 /** STAND-IN FOR THE HUGGING FACE HUB (huggingface.co): the revision API and the resolve endpoint of one repo. */
@@ -122,6 +133,8 @@ class FakeHub extends FakeServer {
   readonly revisions = new Map<string, Commit>();
   /** When set, requests must carry `Authorization: Bearer <requiredToken>` (401 without, 403 with another). */
   requiredToken: string | undefined;
+  /** Entries per tree page. */
+  treePageSize = 1000;
 
   constructor(private readonly cdn: FakeCdn) {
     super();
@@ -130,6 +143,7 @@ class FakeHub extends FakeServer {
   override reset(): void {
     super.reset();
     this.requiredToken = undefined;
+    this.treePageSize = 1000;
     this.revisions.clear();
     this.addCommit('main', { sha: SHA_MAIN, files: MAIN_FILES });
     this.addCommit('refs/pr/1', { sha: SHA_PR, files: PR_FILES });
@@ -149,19 +163,30 @@ class FakeHub extends FakeServer {
       }
     }
     const url = new URL(req.url ?? '/', this.base);
-    const api = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/([^/]+)$/.exec(url.pathname);
+    const api = /^\/api\/models\/([^/]+\/[^/]+)\/(revision|tree)\/([^/]+)$/.exec(url.pathname);
     if (api) {
       if (api[1] !== REPO) return send(res, 401, 'no repo', { 'X-Error-Code': 'RepoNotFound' });
-      const commit = this.revisions.get(decodeURIComponent(api[2]));
+      const commit = this.revisions.get(decodeURIComponent(api[3]));
       if (!commit) return send(res, 404, 'no revision', { 'X-Error-Code': 'RevisionNotFound', 'X-Error-Message': 'Invalid rev id' });
-      const siblings: object[] = commit.files.map((f) => ({
-        rfilename: f.path,
-        blobId: sha1(f.path),
+      if (api[2] === 'revision') {
+        const siblings: object[] = [...commit.files.map((f) => f.path), ...(commit.extraSiblingNames ?? [])].map((name) => ({ rfilename: name }));
+        return send(res, 200, JSON.stringify({ id: REPO, sha: commit.sha, siblings }), { 'Content-Type': 'application/json' });
+      }
+      const entries: object[] = commit.files.map((f) => ({
+        type: 'file',
+        path: f.path,
         size: f.content.length,
-        ...(f.lfs ? { lfs: { sha256: sha256(f.content), size: f.content.length, pointerSize: 134 } } : {}),
+        oid: f.lfs ? gitBlobId(Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${sha256(f.content)}\nsize ${f.content.length}\n`)) : gitBlobId(f.content),
+        ...(f.lfs ? { lfs: { oid: sha256(f.content), size: f.content.length, pointerSize: 134 } } : {}),
       }));
-      siblings.push(...(commit.extraSiblings ?? []));
-      return send(res, 200, JSON.stringify({ id: REPO, sha: commit.sha, siblings }), { 'Content-Type': 'application/json' });
+      entries.push(...(commit.extraEntries ?? []));
+      entries.push({ type: 'directory', path: 'tokenizer', oid: sha1('tokenizer'), size: 0 });
+      const start = Number(url.searchParams.get('cursor') ?? '0');
+      const headers: http.OutgoingHttpHeaders = { 'Content-Type': 'application/json' };
+      if (start + this.treePageSize < entries.length) {
+        headers.Link = `<${this.base}${url.pathname}?recursive=true&expand=false&cursor=${start + this.treePageSize}>; rel="next"`;
+      }
+      return send(res, 200, JSON.stringify(entries.slice(start, start + this.treePageSize)), headers);
     }
     const resolve = new RegExp(`^/${REPO}/resolve/([^/]+)/(.+)$`).exec(url.pathname);
     if (resolve) {
@@ -173,7 +198,7 @@ class FakeHub extends FakeServer {
         res.writeHead(302, { 'Location': `${this.cdn.base}/blobs/${sha256(file.content)}?X-Signature=signed`, 'Content-Length': 0 });
         return void res.end();
       }
-      return send(res, 200, file.content, { 'X-Repo-Commit': commit.sha });
+      return sendRange(req, res, file.content, { 'X-Repo-Commit': commit.sha });
     }
     send(res, 404, 'not found');
   }
@@ -272,7 +297,7 @@ describe('hf-fetch.py against a fake hub', () => {
     expect(check).toBe(0);
   });
 
-  test('HF_RESOLVE_ONLY=true asks the revision API once and downloads nothing: commit and selected size, no MODEL_DIR', async () => {
+  test('HF_RESOLVE_ONLY=true asks the revision and tree APIs only and downloads nothing: commit and selected size, no MODEL_DIR', async () => {
     // GIVEN the check before a build: it needs the commit, never a model file
     const sizeFile = path.join(tmp, 'model-size');
     // WHEN
@@ -280,7 +305,8 @@ describe('hf-fetch.py against a fake hub', () => {
     // THEN
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(hub.requests.map((r) => r.url)).toEqual([`/api/models/${REPO}/revision/main?blobs=true`]);
+    // The size comes from the commit's tree (the revision's file list may be truncated), not from any file.
+    expect(hub.requests.map((r) => r.url)).toEqual([`/api/models/${REPO}/revision/main`, `/api/models/${REPO}/tree/${SHA_MAIN}?recursive=true&expand=false`]);
     expect(cdn.requests).toHaveLength(0);
     expect(fs.readFileSync(revisionFile, 'utf8')).toBe(SHA_MAIN);
     const selected = MAIN_FILES.filter((f) => !f.path.startsWith('onnx/'));
@@ -310,8 +336,9 @@ describe('hf-fetch.py against a fake hub', () => {
     }
     expect(fs.readFileSync(revisionFile, 'utf8')).toBe(SHA_MAIN);
 
-    // One revision lookup by name, with the file metadata; then every file by the commit sha, never by `main`.
-    expect(apiRequests().map((r) => r.url)).toEqual([`/api/models/${REPO}/revision/main?blobs=true`]);
+    // One revision lookup by name, the recursive tree of the commit it resolved to; then every file by the commit
+    // sha, never by `main`.
+    expect(apiRequests().map((r) => r.url)).toEqual([`/api/models/${REPO}/revision/main`, `/api/models/${REPO}/tree/${SHA_MAIN}?recursive=true&expand=false`]);
     const resolved = resolveRequests().map((r) => r.url);
     expect(resolved).toHaveLength(MAIN_FILES.length);
     for (const url of resolved) expect(url.startsWith(`/${REPO}/resolve/${SHA_MAIN}/`)).toBe(true);
@@ -326,15 +353,22 @@ describe('hf-fetch.py against a fake hub', () => {
     expect(modeOf(path.join(modelDir, 'tokenizer', 'tokenizer.json'))).toBe(0o664);
     expect(modeOf(path.join(modelDir, 'model.safetensors'))).toBe(0o664);
 
-    expect(run.stdout).toContain(`resolved ${REPO}@main -> commit ${SHA_MAIN}`);
-    expect(run.stdout).toMatch(/\[\d\/6\] model\.safetensors {2}9\.0 MiB {2}[\d.]+s {2}[\d.]+ [KMG]?i?B\/s {2}sha256 verified/);
-    expect(run.stdout).toMatch(/downloaded 6 files, 9\.1 MiB in [\d.]+s \(/);
+    expect(run.stdout).toContain(`resolved ${REPO}@main -> commit ${SHA_MAIN}: 6 files, 9.1 MiB in the repo (tree listing, 1 page)`);
+    expect(run.stdout).toContain('model.safetensors: 9.0 MiB, sha256 verified against the hub\'s LFS oid');
+    expect(run.stdout).toMatch(/config\.json: 57 B, git blob id verified, sha256 [0-9a-f]{64}/);
+    expect(run.stdout).toMatch(/downloaded 6 files \(0 kept from an earlier attempt\), 9\.1 MiB in [\d.]+s \(/);
+
+    // SHA256SUMS beside the model directory (no repo file can collide with it), from the digests checked while
+    // downloading, in byte order of the paths; the temporary files are gone.
+    const sums = MAIN_FILES.map((f) => `${sha256(f.content)}  ${f.path}`).sort((a, b) => (a.split('  ')[1] < b.split('  ')[1] ? -1 : 1));
+    expect(fs.readFileSync(path.join(tmp, 'SHA256SUMS'), 'utf8')).toBe(sums.join('\n') + '\n');
+    expect(listFiles(tmp).filter((p) => !p.startsWith('model/'))).toEqual(['SHA256SUMS', 'resolved-revision']);
   });
 
   test('a revision name with a slash is URL-quoted and its files come from the commit it resolves to', async () => {
     const run = await runFetch({ HF_REVISION: 'refs/pr/1' });
     expect(run.code).toBe(0);
-    expect(apiRequests().map((r) => r.url)).toEqual([`/api/models/${REPO}/revision/refs%2Fpr%2F1?blobs=true`]);
+    expect(apiRequests().map((r) => r.url)).toEqual([`/api/models/${REPO}/revision/refs%2Fpr%2F1`, `/api/models/${REPO}/tree/${SHA_PR}?recursive=true&expand=false`]);
     for (const r of resolveRequests()) expect(r.url.startsWith(`/${REPO}/resolve/${SHA_PR}/`)).toBe(true);
     expect(listFiles(modelDir)).toEqual(paths(PR_FILES));
     expect(fs.readFileSync(path.join(modelDir, 'config.json')).equals(PR_FILES[0].content)).toBe(true);
@@ -344,7 +378,7 @@ describe('hf-fetch.py against a fake hub', () => {
   test('a commit sha as HF_REVISION is used as is', async () => {
     const run = await runFetch({ HF_REVISION: SHA_PR });
     expect(run.code).toBe(0);
-    expect(apiRequests().map((r) => r.url)).toEqual([`/api/models/${REPO}/revision/${SHA_PR}?blobs=true`]);
+    expect(apiRequests().map((r) => r.url)).toEqual([`/api/models/${REPO}/revision/${SHA_PR}`, `/api/models/${REPO}/tree/${SHA_PR}?recursive=true&expand=false`]);
     expect(fs.readFileSync(revisionFile, 'utf8')).toBe(SHA_PR);
   });
 
@@ -431,26 +465,27 @@ describe('hf-fetch.py against a fake hub', () => {
     const run = await runFetch({ HF_RETRIES: '3', HF_TIMEOUT_SECONDS: '1', HF_INCLUDE: 'model.safetensors onnx/*' });
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(apiRequests()).toHaveLength(3);
-    expect(run.stdout).toContain('attempt 1/3 failed: HTTP 503');
-    expect(run.stdout).toContain('attempt 2/3 failed: HTTP 503');
-    expect(run.stdout).toMatch(/attempt 1\/3 failed: timed out after 1s waiting for file onnx\/model v2\.onnx/);
-    expect(run.stdout).toMatch(/attempt 1\/3 failed: connection closed after \d+ of \d+ bytes of model\.safetensors/);
+    expect(apiRequests()).toHaveLength(4); // two 503s, the revision, the tree
+    expect(run.stdout).toContain('attempt 1/3 without progress failed: HTTP 503');
+    expect(run.stdout).toContain('attempt 2/3 without progress failed: HTTP 503');
+    expect(run.stdout).toMatch(/attempt 1\/3 without progress failed: timed out after 1s waiting for file onnx\/model v2\.onnx/);
 
+    // The cut body is resumed from the last byte received, straight from the CDN (no second resolve).
     const modelRequests = cdn.requests.filter((r) => r.url.startsWith(`/blobs/${sha256(model.content)}`));
     expect(modelRequests).toHaveLength(2);
     expect(modelRequests[0].headers.range).toBeUndefined();
-    expect(modelRequests[1].headers.range).toMatch(/^bytes=[1-9]\d*-$/);
-    expect(run.stdout).toContain('resuming model.safetensors at byte');
+    expect(modelRequests[1].headers.range).toBe(`bytes=${3 * MiB}-${model.content.length - 1}`);
+    expect(run.stdout).toContain(`model.safetensors: connection lost at byte ${3 * MiB} of ${model.content.length}`);
+    expect(resolveRequests().filter((r) => r.url.endsWith('/model.safetensors'))).toHaveLength(1);
     expect(fs.readFileSync(path.join(modelDir, 'model.safetensors')).equals(model.content)).toBe(true);
     expect(fs.readFileSync(path.join(modelDir, 'onnx', 'model v2.onnx')).equals(onnx.content)).toBe(true);
     expect(fs.readFileSync(revisionFile, 'utf8')).toBe(SHA_MAIN);
   });
 
   test.each([
-    [undefined, 3],
+    [undefined, 5],
     ['2', 2],
-  ])('a permanent 503 fails after HF_RETRIES=%s attempts (%s)', async (retries, attempts) => {
+  ])('a permanent 503 fails after HF_RETRIES=%s attempts without progress (%s)', async (retries, attempts) => {
     hub.hook = (_req, res) => {
       send(res, 503, 'down');
       return true;
@@ -459,7 +494,7 @@ describe('hf-fetch.py against a fake hub', () => {
     expect(run.code).toBe(1);
     expect(hub.requests).toHaveLength(attempts);
     expect(run.stderr).toContain(`HTTP 503 for revision main of ${REPO}`);
-    expect(run.stderr).toContain(`giving up after ${attempts} attempt(s)`);
+    expect(run.stderr).toContain(`giving up after ${attempts} attempt(s) in a row without progress`);
     expect(fs.existsSync(revisionFile)).toBe(false);
   });
 
@@ -482,13 +517,207 @@ describe('hf-fetch.py against a fake hub', () => {
     const run = await runFetch({ HF_TOKEN: TOKEN });
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(hub.requests.length).toBe(MAIN_FILES.length + 2);
+    expect(hub.requests.length).toBe(MAIN_FILES.length + 3); // revision, tree, each file, the redirect
     for (const r of hub.requests) expect(r.headers.authorization).toBe(`Bearer ${TOKEN}`);
     expect(cdn.requests).toHaveLength(2);
     for (const r of cdn.requests) expect(r.headers.authorization).toBeUndefined();
     expect(fs.readFileSync(path.join(modelDir, 'model.safetensors')).equals(MAIN_FILES[3].content)).toBe(true);
     expect(run.stdout).not.toContain(TOKEN);
     expect(run.stdout).toContain('token: set');
+  });
+
+  test('large files come in byte ranges over parallel connections, written at their offsets, verified once', async () => {
+    const model = MAIN_FILES.find((f) => f.path === 'model.safetensors')!;
+    const run = await runFetch({ HF_CHUNK_BYTES: String(MiB), HF_CONNECTIONS: '4' });
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(fs.readFileSync(path.join(modelDir, 'model.safetensors')).equals(model.content)).toBe(true);
+    const ranges = cdn.requests.filter((r) => r.url.startsWith(`/blobs/${sha256(model.content)}`)).map((r) => r.headers.range!);
+    // One resolve for the file (a 1-byte probe that follows the redirect); then 9 MiB + 123 bytes in 1 MiB
+    // ranges: 10 requests straight to the CDN's signed URL, each range asked once.
+    expect(resolveRequests().filter((r) => r.url.endsWith('/model.safetensors')).map((r) => r.headers.range)).toEqual(['bytes=0-0']);
+    expect(ranges[0]).toBe('bytes=0-0');
+    const expected = Array.from({ length: 10 }, (_, i) => `bytes=${i * MiB}-${Math.min(model.content.length, (i + 1) * MiB) - 1}`).sort();
+    expect(ranges.slice(1).sort()).toEqual(expected);
+    expect(run.stdout).toContain('connections: 4; range: 1.0 MiB');
+    expect(run.stdout).toMatch(/\(\d+\.\d MiB\/s, 10 ranged requests\)/);
+  });
+
+  test('a connection cut again and again, each time after progress, still completes: only attempts without progress count', async () => {
+    const model = MAIN_FILES.find((f) => f.path === 'model.safetensors')!;
+    let cuts = 0;
+    cdn.hook = (req, res) => {
+      if (!req.url?.startsWith(`/blobs/${sha256(model.content)}`) || cuts >= 6) return false;
+      cuts++;
+      const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+      const start = range ? Number(range[1]) : 0;
+      const end = range ? Number(range[2]) : model.content.length - 1;
+      res.writeHead(range ? 206 : 200, { 'Content-Length': end - start + 1, ...(range ? { 'Content-Range': `bytes ${start}-${end}/${model.content.length}` } : {}) });
+      res.write(model.content.subarray(start, start + 1024 * 1024)); // 1 MiB, then the connection drops
+      res.socket?.end();
+      return true;
+    };
+    const run = await runFetch({ HF_RETRIES: '1', HF_INCLUDE: 'model.safetensors' });
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(cuts).toBe(6);
+    expect(fs.readFileSync(path.join(modelDir, 'model.safetensors')).equals(model.content)).toBe(true);
+    const ranges = cdn.requests.map((r) => r.headers.range);
+    expect(ranges).toEqual([undefined, ...Array.from({ length: 6 }, (_, i) => `bytes=${(i + 1) * MiB}-${model.content.length - 1}`)]);
+    expect(run.stdout.match(/connection lost at byte/g)).toHaveLength(6);
+  });
+
+  test.each([
+    ['Retry-After', { 'Retry-After': '1' }, 'Retry-After: 1'],
+    ['RateLimit', { 'RateLimit': '"resolvers";r=0;t=1', 'RateLimit-Policy': '"fixed window";"resolvers";q=3000;w=300' }, 'RateLimit: "resolvers";r=0;t=1'],
+  ])('429 with %s: every connection waits as long as the hub asks, then succeeds', async (_name, headers, reason) => {
+    let limited = 0;
+    hub.hook = (req, res) => {
+      if (!req.url?.includes('/resolve/') || limited >= 3) return false;
+      limited++;
+      send(res, 429, 'slow down', headers);
+      return true;
+    };
+    const started = Date.now();
+    const run = await runFetch({ HF_RETRIES: '1' });
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(limited).toBe(3);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+    expect(run.stdout).toContain('waiting 1.');
+    expect(run.stdout).toContain(`as the hub asks (${reason})`);
+    expect(listFiles(modelDir)).toEqual(paths(MAIN_FILES));
+  });
+
+  test('a rate limit longer than the deadline fails at once, naming both', async () => {
+    hub.hook = (req, res) => {
+      if (!req.url?.includes('/resolve/')) return false;
+      send(res, 429, 'slow down', { 'Retry-After': '300' });
+      return true;
+    };
+    const run = await runFetch({ HF_DEADLINE_SECONDS: '20', HF_INCLUDE: 'config.json' });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/HTTP 429 for file config\.json .*; the hub asks to wait 300s \(Retry-After: 300\), past the download deadline in \d+s \(HF_DEADLINE_SECONDS=20\)/);
+  });
+
+  test('the tree listing is followed over its pages (Link rel="next"): every file arrives', async () => {
+    hub.treePageSize = 2;
+    const run = await runFetch();
+    expect(run.code).toBe(0);
+    expect(apiRequests().filter((r) => r.url.includes('/tree/')).map((r) => r.url)).toEqual([
+      `/api/models/${REPO}/tree/${SHA_MAIN}?recursive=true&expand=false`,
+      `/api/models/${REPO}/tree/${SHA_MAIN}?recursive=true&expand=false&cursor=2`,
+      `/api/models/${REPO}/tree/${SHA_MAIN}?recursive=true&expand=false&cursor=4`,
+      `/api/models/${REPO}/tree/${SHA_MAIN}?recursive=true&expand=false&cursor=6`,
+    ]);
+    expect(run.stdout).toContain('6 files, 9.1 MiB in the repo (tree listing, 4 pages)');
+    expect(listFiles(modelDir)).toEqual(paths(MAIN_FILES));
+  });
+
+  test('a tree listing that disagrees with itself fails with the file\'s name: resolve does not find it, or the revision names more', async () => {
+    hub.addCommit('main', { sha: SHA_MAIN, files: MAIN_FILES, extraEntries: [{ type: 'file', path: 'ghost.json', size: 4, oid: gitBlobId(Buffer.from('boo\n')) }] });
+    const ghost = await runFetch();
+    expect(ghost.code).toBe(1);
+    expect(ghost.stderr).toContain(`the hub's tree of commit ${SHA_MAIN} lists ghost.json, but resolve does not find it (HTTP 404 (hub says: EntryNotFound))`);
+    expect(fs.existsSync(revisionFile)).toBe(false);
+
+    hub.reset();
+    hub.addCommit('main', { sha: SHA_MAIN, files: MAIN_FILES, extraSiblingNames: ['model-00002-of-00002.safetensors'] });
+    const truncated = await runFetch();
+    expect(truncated.code).toBe(1);
+    expect(truncated.stderr).toContain(`the hub's tree listing of ${REPO}@${SHA_MAIN} lacks 1 file(s) its revision info names: model-00002-of-00002.safetensors; refusing an incomplete model`);
+    expect(resolveRequests()).toHaveLength(0);
+  });
+
+  test('a retry keeps the verified files and resumes the partial one from its completed ranges', async () => {
+    const model = MAIN_FILES.find((f) => f.path === 'model.safetensors')!;
+    // First attempt: the CDN serves the first 4 ranges of the model, then fails for good.
+    cdn.hook = (req, res) => {
+      const range = /^bytes=(\d+)-/.exec(req.headers.range ?? '');
+      if (!req.url?.startsWith(`/blobs/${sha256(model.content)}`) || !range || Number(range[1]) < 4 * MiB) return false;
+      send(res, 500, 'broken');
+      return true;
+    };
+    const first = await runFetch({ HF_CHUNK_BYTES: String(MiB), HF_CONNECTIONS: '1', HF_RETRIES: '1' });
+    expect(first.code).toBe(1);
+    expect(listFiles(modelDir)).not.toContain('model.safetensors');
+    // Nothing beside the repo files: the partial file is in the run's hidden folder, not a `.part` beside it.
+    expect(listFiles(modelDir).filter((p) => !paths(MAIN_FILES).includes(p))).toEqual([]);
+    expect(listFiles(path.join(tmp, '.download')).some((p) => p.endsWith('.data'))).toBe(true);
+    const verified = listFiles(modelDir);
+    expect(verified.length).toBeGreaterThan(0);
+
+    cdn.reset();
+    hub.requests.length = 0;
+    const second = await runFetch({ HF_CHUNK_BYTES: String(MiB), HF_CONNECTIONS: '2' });
+    expect(second.stderr).toBe('');
+    expect(second.code).toBe(0);
+    expect(second.stdout).toContain(`kept ${verified.length} file(s)`);
+    expect(second.stdout).toContain('resuming 4.0 MiB of partial files from an earlier attempt');
+    // The verified files were not asked for again; the model only for its missing ranges.
+    for (const f of verified) expect(resolveRequests().filter((r) => decodeURIComponent(r.url).endsWith(`/${f}`))).toEqual([]);
+    const ranges = cdn.requests.filter((r) => r.url.startsWith(`/blobs/${sha256(model.content)}`) && r.headers.range !== 'bytes=0-0')
+      .map((r) => Number(/^bytes=(\d+)-/.exec(r.headers.range ?? '')![1]));
+    expect(Math.min(...ranges)).toBe(4 * MiB); // (besides the 1-byte probe that finds the CDN URL)
+    expect(fs.readFileSync(path.join(modelDir, 'model.safetensors')).equals(model.content)).toBe(true);
+    expect(fs.readFileSync(path.join(tmp, 'SHA256SUMS'), 'utf8').split('\n').filter(Boolean)).toHaveLength(MAIN_FILES.length);
+    expect(fs.existsSync(path.join(tmp, '.download'))).toBe(false);
+  });
+
+  test('repo files named SHA256SUMS or ending in .part are ordinary files: they arrive, nothing overwrites them', async () => {
+    const files: RepoFile[] = [
+      ...MAIN_FILES,
+      { path: 'SHA256SUMS', content: Buffer.from('the repo\'s own checksums\n'), lfs: false },
+      { path: 'weights.part', content: randomBytes(1000), lfs: true },
+    ];
+    hub.addCommit('main', { sha: SHA_MAIN, files });
+    const run = await runFetch();
+    expect(run.code).toBe(0);
+    expect(listFiles(modelDir)).toEqual(paths(files));
+    expect(fs.readFileSync(path.join(modelDir, 'SHA256SUMS'), 'utf8')).toBe('the repo\'s own checksums\n');
+    const sums = fs.readFileSync(path.join(tmp, 'SHA256SUMS'), 'utf8');
+    expect(sums).toContain(`${sha256(files[6].content)}  SHA256SUMS\n`);
+    expect(sums).toContain(`${sha256(files[7].content)}  weights.part\n`);
+  });
+
+  test('a small file whose content does not match its git blob id fails, naming both ids', async () => {
+    const config = MAIN_FILES.find((f) => f.path === 'config.json')!;
+    hub.hook = (req, res) => {
+      if (!req.url?.endsWith('/config.json')) return false;
+      send(res, 200, Buffer.from(config.content.toString().replace('8', '9')), { 'X-Repo-Commit': SHA_MAIN });
+      return true;
+    };
+    const run = await runFetch({ HF_INCLUDE: 'config.json' });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(`git blob id mismatch for config.json: the hub listed ${gitBlobId(config.content)}, the downloaded file has`);
+    expect(listFiles(modelDir)).toEqual([]);
+  });
+
+  test('progress: one line per interval with bytes, MiB/s, ETA and connections in use, no carriage return', async () => {
+    const model = MAIN_FILES.find((f) => f.path === 'model.safetensors')!;
+    cdn.hook = (req, res) => {
+      if (!req.url?.startsWith(`/blobs/${sha256(model.content)}`)) return false;
+      // 9 MiB at about 6 MiB/s: about 1.5 s.
+      res.writeHead(200, { 'Content-Length': model.content.length });
+      let sent = 0;
+      const timer = setInterval(() => {
+        res.write(model.content.subarray(sent, sent + 64 * 1024));
+        sent += 64 * 1024;
+        if (sent >= model.content.length) {
+          clearInterval(timer);
+          res.end();
+        }
+      }, 10);
+      res.on('close', () => clearInterval(timer));
+      return true;
+    };
+    const run = await runFetch({ PROGRESS_INTERVAL_SECONDS: '0.3', HF_INCLUDE: 'model.safetensors' });
+    expect(run.code).toBe(0);
+    expect(run.stdout).not.toContain('\r');
+    const lines = run.stdout.split('\n').filter((l) => l.startsWith('progress: '));
+    expect(lines.length).toBeGreaterThanOrEqual(3);
+    expect(lines[1]).toMatch(/^progress: [\d.]+ [KM]iB of 9\.0 MiB \(\d+%\), [\d.]+ MiB\/s now, [\d.]+ MiB\/s on average, ETA (\d+s|\d+m\d+s|unknown), 1 of 8 connections in use, 0 of 1 files done$/);
+    expect(lines[lines.length - 1]).toMatch(/^progress: 9\.0 MiB of 9\.0 MiB \(100%\), .* ETA 0s, 0 of 8 connections in use, 1 of 1 files done$/);
   });
 
   test.each([
@@ -499,7 +728,7 @@ describe('hf-fetch.py against a fake hub', () => {
     './config.json',
     '..\\evil.txt',
   ])('a hostile listing entry %j is refused before anything is downloaded', async (name) => {
-    hub.addCommit('main', { sha: SHA_MAIN, files: MAIN_FILES, extraSiblings: [{ rfilename: name, size: 4 }] });
+    hub.addCommit('main', { sha: SHA_MAIN, files: MAIN_FILES, extraEntries: [{ type: 'file', path: name, size: 4, oid: sha1(name) }] });
     const run = await runFetch();
     expect(run.code).toBe(1);
     // Python prints the name with repr(): quoted, backslashes doubled.
@@ -531,7 +760,8 @@ describe('hf-fetch.py against a fake hub', () => {
     expect(run.stderr).toContain('URL http://cdn.example.invalid/blob is not https');
     expect(run.stderr).not.toContain('secret'); // signed query strings are not printed
     expect(hub.requests.filter((r) => r.url.startsWith('http:'))).toHaveLength(0);
-    expect(listFiles(tmp)).toEqual([]);
+    expect(listFiles(modelDir)).toEqual([]);
+    expect(fs.existsSync(path.join(tmp, 'SHA256SUMS'))).toBe(false);
   });
 
   test.each([

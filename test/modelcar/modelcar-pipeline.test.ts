@@ -100,6 +100,25 @@ describe('ModelcarPipeline', () => {
     expect(fetch.env).toContainEqual({ name: 'HF_ENDPOINT', value: 'https://hf-mirror.example.com' });
   });
 
+  test('download props: connections, range size, a deadline inside the task timeout, Tekton retries counted in tasksTimeout', () => {
+    const chart = Testing.chart();
+    const m = new ModelcarPipeline(chart, 'm', {
+      pushTargets: [internal()],
+      downloadConnections: 16,
+      downloadChunkSize: Size.mebibytes(64),
+      downloadTimeout: Duration.hours(2),
+      downloadRetries: 2,
+      builder: ModelcarBuilder.buildah(),
+    });
+    const docs = synth(chart);
+    const fetch = doc(docs, 'Task', 'modelcar-download-model').spec.steps.find((s: any) => s.name === 'fetch');
+    const value = (name: string) => fetch.env.find((e: any) => e.name === name)?.value;
+    expect([value('HF_CONNECTIONS'), value('HF_CHUNK_BYTES'), value('HF_DEADLINE_SECONDS'), value('BUILDER')]).toEqual(['16', String(64 * 1024 * 1024), '6840', 'buildah']);
+    expect(doc(docs, 'Pipeline').spec.tasks.find((t: any) => t.name === 'download-model')).toMatchObject({ retries: 2, timeout: '2h0m0s' });
+    // Tekton gives each attempt the task's full timeout: check 5 min + 3 x 2 h + build 1 h + push 30 min + report 5 min.
+    expect(m.tasksTimeout.toMinutes()).toBe(5 + 3 * 120 + 60 + 30 + 5);
+  });
+
   describe('fails when', () => {
     test('fails when there are no push targets', () => {
       expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [] })).toThrow(/has no push targets: pass pushTargets/);
@@ -151,6 +170,14 @@ describe('ModelcarPipeline', () => {
     });
     test('fails when the hub endpoint is not https', () => {
       expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal()], huggingFaceEndpoint: 'http://mirror.example.com' })).toThrow(/is not https/);
+    });
+    test('fails when a download prop is out of range', () => {
+      expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal()], downloadConnections: 0 })).toThrow(
+        'download task test/m/DownloadModel: connections must be a whole number from 1 to 64 (got 0)');
+      expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal()], downloadChunkSize: Size.kibibytes(512) })).toThrow(
+        'download task test/m/DownloadModel: chunkSize must be a whole number of KiB from 1 MiB to 1 GiB (got 524288 bytes)');
+      expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal()], downloadRetries: 11 })).toThrow(
+        'modelcar pipeline test/m: downloadRetries must be a whole number from 0 to 10 (got 11)');
     });
     test('fails when the hub trust turns TLS verification off', () => {
       expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal()], huggingFaceTrust: RegistryTrust.insecureSkipVerify() })).toThrow(

@@ -3,7 +3,7 @@
 # written as an OCI artifact under a temporary name. The next step validates it and
 # gives it its final name, so a reader never sees a half-written artifact.
 #
-# Env: MODEL_DIR, BASE_IMAGE, ARTIFACT_FORMAT (oci | oci-archive), ARTIFACT_TMP,
+# Env: MODEL_DIR, SUMS_FILE (SHA256SUMS of the download, paths relative to MODEL_DIR), BASE_IMAGE, ARTIFACT_FORMAT (oci | oci-archive), ARTIFACT_TMP,
 #      MODEL_REPO, MODEL_REVISION, BUILD_CONFIG, TLS_VERIFY, CONTAINERS_STORAGE, BASE_CERT_DIR (optional),
 #      AUTH_MODE, BASE_AUTHFILE or SA_TOKEN_FILE (by AUTH_MODE).
 set -eu
@@ -13,8 +13,8 @@ umask 0002
 # shellcheck source-path=SCRIPTDIR source=registry-errors.sh
 . "$(dirname "$0")/registry-errors.sh"
 
-echo "verifying ${MODEL_DIR}/SHA256SUMS"
-if ! (cd "${MODEL_DIR}" && sha256sum --check --quiet --strict SHA256SUMS); then
+echo "verifying ${MODEL_DIR} against ${SUMS_FILE}"
+if ! (cd "${MODEL_DIR}" && sha256sum --check --quiet --strict "${SUMS_FILE}"); then
   echo "model files in ${MODEL_DIR} do not match SHA256SUMS from the download: refusing to build" >&2
   exit 1
 fi

@@ -7,7 +7,8 @@ This script (Python standard library only):
 1. splits the model's files into layers: each file of at least LARGE_FILE_BYTES gets a layer
    of its own, the smaller files share one (very large single layers break some registries);
 2. writes each layer once, streaming every file through two sha256s: the layer's digest,
-   and the file's own sum, checked against SHA256SUMS from the download task (so the model
+   and the file's own sum, checked against SHA256SUMS from the download task (SUMS_FILE, beside
+   the model directory so that no repo file can collide with it; so the model
    is read once and written once, and a file changed since the download fails the build);
 3. makes every entry deterministic: paths under models/ in byte order, owner 0:0, files 0644
    and directories 0755 (readable by the arbitrary uid KServe runs the modelcar under),
@@ -19,7 +20,7 @@ This script (Python standard library only):
 Layers are uncompressed (media type application/vnd.oci.image.layer.v1.tar): weights do not
 compress, so gzip would cost CPU for nothing, and the diff_id equals the layer digest.
 
-Env: LAYOUT, BASE_REF, IMAGE_REF, MODEL_DIR, MODEL_REPO, MODEL_REVISION, BUILD_CONFIG,
+Env: LAYOUT, BASE_REF, IMAGE_REF, MODEL_DIR, SUMS_FILE, MODEL_REPO, MODEL_REVISION, BUILD_CONFIG,
      LARGE_FILE_BYTES, MODELS_PATH (default /models).
 
 BUILD_CONFIG (the digest of the build configuration, from the pipeline's check task) becomes
@@ -125,8 +126,7 @@ class HashingWriter:
         return 'sha256:' + self.sha.hexdigest()
 
 
-def read_sums(model_dir):
-    path = os.path.join(model_dir, 'SHA256SUMS')
+def read_sums(path):
     sums = {}
     try:
         with open(path, encoding='utf-8') as f:
@@ -152,8 +152,6 @@ def model_files(model_dir, sums):
         for name in files:
             full = os.path.join(root, name)
             rel = os.path.relpath(full, model_dir)
-            if rel == 'SHA256SUMS':
-                continue
             if os.path.islink(full) or not os.path.isfile(full):
                 raise BuildError(f'{full} is not a regular file: the model must hold files only')
             found.append(rel)
@@ -269,7 +267,7 @@ def main():
         raise BuildError(f'base image {base[0]["digest"]} is not a single-platform image manifest')
     config = blobs.read_json(base_manifest['config']['digest'])
 
-    sums = read_sums(model_dir)
+    sums = read_sums(env('SUMS_FILE'))
     files = model_files(model_dir, sums)
     plan = plan_layers(model_dir, files, large)
     total = sum(size for layer in plan for _, size in layer)

@@ -129,8 +129,10 @@ describe('a published model run again costs seconds', () => {
     for (const t of GUARDED) {
       expect(second.tasks[t]).toMatchObject({ reason: 'When Expressions evaluated to false', attempts: 0, steps: [] });
     }
-    // The hub was asked once, for the revision: no file, no CDN blob.
-    expect(world.hub.requests.map((r) => `${r.server} ${r.path}`)).toEqual([`hub /api/models/${MODEL_REPO}/revision/main`]);
+    // The hub was asked for the revision and the commit's file list (the model's size): no file, no CDN blob.
+    expect(world.hub.requests.map((r) => `${r.server} ${r.path}`)).toEqual([
+      `hub /api/models/${MODEL_REPO}/revision/main`, `hub /api/models/${MODEL_REPO}/tree/${MODEL_COMMIT}`,
+    ]);
     for (const f of model.files) expect(world.hub.fileRequests(f.path)).toEqual([]);
     // What each target held, and why the run skipped.
     const digest = first.tasks['build-image'].results.IMAGE_DIGEST;

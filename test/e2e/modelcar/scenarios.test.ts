@@ -45,7 +45,9 @@ function pushesSerialized(r: RunPipelineResult): boolean {
 }
 
 /** PipelineRun names (each synthesized with its own tag) */
-const RUNS = ['happy', 'stale-a', 'stale-b', 'perm-denied', 'perm-ok', 'corrupt', 'down', 'transient', 'bad-creds', 'bad-ca', 'bad-base-creds', 'killed', 'swapped', 'altered-blob', 'repeat-1', 'repeat-2'];
+const RUNS = ['happy', 'stale-a', 'stale-b', 'perm-denied', 'perm-ok', 'corrupt', 'down', 'transient', 'bad-creds', 'bad-ca', 'bad-base-creds', 'killed', 'swapped', 'altered-blob', 'repeat-1', 'repeat-2',
+  'dl-uncut', 'dl-cut', 'dl-429', 'dl-full', 'dl-pages'];
+let retryManifests: any[];
 
 function logTo(name: string): (line: string) => void {
   const file = path.join(work, 'logs', `${name}.log`);
@@ -115,9 +117,12 @@ beforeAll(async () => {
   // whole run: forced rebuilds, whose check asks no registry, let them reach the push they are about. The check's
   // own failures with a registry down or refusing credentials are in published.test.ts.
   const forced = ['down', 'transient', 'bad-creds', 'bad-ca'];
+  // 4 MiB download ranges: each ~10 MiB shard comes in three ranges over the 8 connections.
+  const downloadChunkSize = Size.mebibytes(4);
   manifests = synthesizePipeline(world, path.join(work, 'dist'), {
-    builder, runs: RUNS.map((n) => ({ name: n, tags: [n, `${n}-alias`], forceRebuild: forced.includes(n) || undefined })),
+    builder, downloadChunkSize, runs: RUNS.map((n) => ({ name: n, tags: [n, `${n}-alias`], forceRebuild: forced.includes(n) || undefined })),
   });
+  retryManifests = synthesizePipeline(world, path.join(work, 'dist-retry'), { builder, downloadChunkSize, downloadRetries: 1, runs: [{ name: 'dl-retry', tags: ['dl-retry'] }] });
   claimManifests = synthesizePipeline(world, path.join(work, 'dist-claim'), { builder, runs: RUNS.map((n) => ({ name: n, tags: [n] })), existingClaim: 'models' });
   namespaceManifests = synthesizePipeline(world, path.join(work, 'dist-namespace'), {
     builder,
@@ -132,6 +137,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopWorld(world);
+});
+
+beforeEach(() => {
+  world?.hub.reset();
 });
 
 describe('modelcar pipeline end to end (layout builder, the default)', () => {
@@ -487,5 +496,128 @@ describe('in a namespace as OpenShift gives it (restricted-v2 with its own range
     expect(r.tasks['push-quay'].startedAt!.getTime()).toBeLessThan(r.tasks['push-internal'].finishedAt!.getTime());
     expect(r.tasks['push-internal'].startedAt!.getTime()).toBeLessThan(r.tasks['push-quay'].finishedAt!.getTime());
     expect(r.pipelineRun.namespace).toBe(NAMESPACE);
+  });
+});
+
+/**
+ * The download against the fake hub over TLS (test/e2e/support/fake-hub.ts, STAND-IN FOR THE HUB): its faults are
+ * the ones a real hub and CDN show; the fetch step, the volume and everything after are the real thing.
+ */
+describe('download from the (fake) hub: cut connections, rate limits, a task retry, a full volume, a paged tree', () => {
+  const fetchLog = (r: RunPipelineResult) => stepLog(r, 'download-model', 'fetch');
+  const cdnRanges = () => world.hub.requests.filter((q) => q.server === 'cdn' && q.range && q.range !== 'bytes=0-0');
+
+  test('10a. the CDN cuts bodies mid-way several times, each after progress: the run succeeds with the digest of an uncut run, resuming with ranges', async () => {
+    const uncut = await runScenario('dl-uncut');
+    expect(uncut.status).toBe('Succeeded');
+    world.hub.reset();
+    // 5 bodies cut after 1.5 MiB of their 4 MiB range; only attempts without progress count against the retries.
+    world.hub.cutBodies({ count: 5, afterBytes: 1.5 * 1024 * 1024 });
+    const r = await runScenario('dl-cut');
+    expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Succeeded']);
+    expect(r.tasks['build-image'].results.IMAGE_DIGEST).toBe(uncut.tasks['build-image'].results.IMAGE_DIGEST);
+    expect(fetchLog(r).match(/connection lost at byte \d+ of \d+/g)).toHaveLength(5);
+    const cut = world.hub.requests.filter((q) => q.server === 'cdn' && q.bytesSent === 1.5 * 1024 * 1024 && q.status === 206);
+    expect(cut).toHaveLength(5);
+    // Each cut range was asked again from the byte after the last one received.
+    for (const c of cut) {
+      const start = Number(/^bytes=(\d+)-(\d+)$/.exec(c.range!)![1]);
+      const end = /^bytes=(\d+)-(\d+)$/.exec(c.range!)![2];
+      expect(cdnRanges().filter((q) => q.path === c.path).map((q) => q.range)).toContain(`bytes=${start + 1.5 * 1024 * 1024}-${end}`);
+    }
+    expect(cdnRanges().length).toBeGreaterThanOrEqual(9 + 5);
+  });
+
+  test('10b. 429 with Retry-After a few seconds, several times: the fetch waits as asked, says so, and succeeds', async () => {
+    world.hub.rateLimit({ count: 3, retryAfterSeconds: 2 });
+    const r = await runScenario('dl-429');
+    expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Succeeded']);
+    expect(world.hub.requests.filter((q) => q.status === 429)).toHaveLength(3);
+    expect(fetchLog(r).match(/rate limited: HTTP 429 for file \S+ .*; waiting 2\.\ds as the hub asks \(Retry-After: 2\)/g)!.length).toBeGreaterThanOrEqual(1);
+    expect(r.results.MODEL_SIZE).toBe(String(model.totalBytes));
+  });
+
+  test('10c. a task retry after half the files: the verified files are not requested again, the partial ones resume', async () => {
+    // 4 MiB/s per CDN connection: the shards take a few seconds, long enough to stop the fetch half-way.
+    world.hub.cdnBytesPerSecond = 4 * 1024 * 1024;
+    const runsDir = path.join(work, 'runs');
+    let killedAt = -1;
+    let verifiedAtKill: string[] = [];
+    let partialAtKill: string[] = [];
+    const earlier = new Set(runDirs(runsDir));
+    const watcher = setInterval(() => {
+      if (killedAt >= 0) return;
+      for (const d of runDirs(runsDir).filter((x) => !earlier.has(x))) {
+        const dir = path.join(d, 'model');
+        if (!fs.existsSync(dir)) continue;
+        const verified = fs.readdirSync(dir);
+        if (verified.length < model.files.length / 2 + 1) continue;
+        // SIGKILL the fetch (an eviction or an OOM kill), found by its script argument.
+        for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+          try {
+            const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+            if (cmd.includes('python3') && cmd.includes('/tekton/scripts/')) {
+              process.kill(Number(pid), 'SIGKILL');
+              killedAt = world.hub.requests.length;
+              verifiedAtKill = fs.readdirSync(dir);
+              partialAtKill = fs.readdirSync(path.join(d, '.download')).filter((f) => f.endsWith('.data'));
+            }
+          } catch {
+            // the process is gone
+          }
+        }
+      }
+    }, 20);
+    let r: RunPipelineResult;
+    try {
+      r = await runScenario('dl-retry', { manifests: retryManifests });
+    } finally {
+      clearInterval(watcher);
+    }
+    expect(killedAt).toBeGreaterThan(0);
+    expect(verifiedAtKill.length).toBeGreaterThanOrEqual(model.files.length / 2 + 1);
+    expect(partialAtKill.length).toBeGreaterThanOrEqual(1);
+    expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Succeeded']);
+    expect(r.tasks['download-model'].attempts).toBe(2);
+    const log = fetchLog(r);
+    expect(log).toContain(`kept ${verifiedAtKill.length} file(s)`);
+    expect(log).toMatch(/resuming [\d.]+ MiB of partial files from an earlier attempt/);
+    // Not one request for a verified file after the kill.
+    const after = world.hub.requests.slice(killedAt);
+    for (const f of verifiedAtKill) {
+      const blob = model.files.find((m) => m.path === f)!;
+      expect(after.filter((q) => decodeURIComponent(q.path).endsWith(`/${f}`) || q.path === `/${blob.sha256}`)).toEqual([]);
+    }
+    // The image is the model byte for byte: the same digest as any uncut run of this model.
+    expect(fs.readFileSync(path.join(runDirOf(r), 'SHA256SUMS'), 'utf8').trim().split('\n')).toEqual(model.files.map((f) => `${f.sha256}  ${f.path}`));
+  });
+
+  test('10d. a volume smaller than model plus image: the download task fails before any model file is requested, with both figures', async () => {
+    // A real 48 MiB file system (tmpfs) as the run's claim: it holds the 30 MiB model, not the model and its image.
+    const claim = path.join(work, 'claim-small');
+    fs.mkdirSync(claim, { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m,mode=0755', 'tmpfs', claim]);
+    let r: RunPipelineResult;
+    try {
+      r = await runScenario('dl-full', { manifests: claimManifests, claims: { models: claim } });
+    } finally {
+      execFileSync('umount', [claim]);
+    }
+    expect(statuses(r)).toEqual(['download-model:Failed', 'build-image:Skipped', 'push-internal:Skipped', 'push-quay:Skipped']);
+    expect(fetchLog(r)).toMatch(/not enough space on the run's volume: 4\d\.\d MiB free \(of 48\.0 MiB\), the run needs 1\d\d\.\d MiB \(model 30\.0 MiB still to fetch \+ image 30\.0 MiB \+ margin 64\.0 MiB\); nothing was downloaded\. Give the run more storage/);
+    expect(world.hub.requests.filter((q) => q.path.includes('/resolve/') || q.server === 'cdn')).toEqual([]);
+    await expectNothingPushed('dl-full');
+  });
+
+  test('10e. a tree listing over two pages: every file arrives', async () => {
+    world.hub.treePageSize = 4;
+    const r = await runScenario('dl-pages');
+    expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Succeeded']);
+    // Both pages, twice: the check lists the commit (the model's size, no file) and so does the download.
+    const pages = ['?recursive=true&expand=false', '?recursive=true&expand=false&cursor=4'];
+    expect(world.hub.requests.filter((q) => q.path.includes('/tree/')).map((q) => q.query)).toEqual([...pages, ...pages]);
+    expect(fetchLog(r)).toContain(`${model.files.length} files, 30.0 MiB in the repo (tree listing, 2 pages)`);
+    expect(fs.readFileSync(path.join(runDirOf(r), 'SHA256SUMS'), 'utf8').trim().split('\n')).toEqual(model.files.map((f) => `${f.sha256}  ${f.path}`));
+    expect(r.results.MODEL_SIZE).toBe(String(model.totalBytes));
   });
 });

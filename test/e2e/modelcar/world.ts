@@ -99,6 +99,10 @@ export interface SynthOptions {
   readonly existingClaim?: string;
   /** Push retries (PushTarget.retries). Default the library's. */
   readonly retries?: number;
+  /** Tekton retries of the download task (ModelcarPipelineProps.downloadRetries). Default the library's. */
+  readonly downloadRetries?: number;
+  /** Byte range of one download request (ModelcarPipelineProps.downloadChunkSize). Default the library's. */
+  readonly downloadChunkSize?: Size;
 }
 
 /** Repository of the model image in each registry. */
@@ -124,6 +128,8 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
     baseImageCredentials: opts.serviceAccountCredentials ? RegistryCredentials.fromServiceAccount() : RegistryCredentials.fromDockerConfigSecret('base-pull'),
     huggingFaceEndpoint: world.hub.hubUrl,
     huggingFaceTrust: RegistryTrust.fromConfigMap('hub-ca'),
+    downloadRetries: opts.downloadRetries,
+    downloadChunkSize: opts.downloadChunkSize,
     // Bounds for a stuck step here (the benchmark's 2 GiB build takes under 2 minutes); the run's
     // timeout defaults to these in a row.
     downloadTimeout: Duration.minutes(10),
@@ -228,7 +234,7 @@ export interface RunModelcarOptions {
   /** The variant (as given to synthesizePipeline) or the PipelineRun's name. */
   readonly pipelineRun: string;
   readonly workDir: string;
-  /** The model the fake hub serves as MODEL_COMMIT on main for this run (published before the run). */
+  /** The model the fake hub serves on main for this run (published before the run). */
   readonly model: SyntheticModel;
   /** The commit main points to for this run. Default MODEL_COMMIT. */
   readonly commit?: string;

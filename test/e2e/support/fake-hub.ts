@@ -343,7 +343,8 @@ export class FakeHub {
     rec.status = status;
     rec.bytesSent = 0;
     if (req.method === 'HEAD') return void res.end();
-    const cut = cdn ? this.cuts.find((c) => c.left > 0 && (!c.pathMatches || c.pathMatches.test(file.path))) : undefined;
+    // Only a body longer than the cut point can be cut (not the 1-byte probe a client sends to find the CDN URL).
+    const cut = cdn ? this.cuts.find((c) => c.left > 0 && length > c.afterBytes && (!c.pathMatches || c.pathMatches.test(file.path))) : undefined;
     if (cut) cut.left--;
     const limit = cdn ? this.cdnBytesPerSecond : undefined;
     void this.stream(res, rec, file.hostPath, start, length, limit, cut?.afterBytes);
