@@ -39,7 +39,7 @@ const project = new cdk8s.ConstructLibraryCdk8s({
     },
   },
   tsconfigDev: { compilerOptions: {} },
-  gitignore: ['/dist/', '/artifacts/'],
+  gitignore: ['/dist/', '/artifacts/', '__pycache__/'],
   eslintOptions: { dirs: ['src', 'test'], ignorePatterns: ['src/imports/**', '*.js', '*.d.ts', 'node_modules/'] },
 });
 

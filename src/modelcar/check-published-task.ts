@@ -1,6 +1,6 @@
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { addPreamble, addRegistryAccess, addRunId, checkEnv, SOURCE_WORKSPACE } from './common';
+import { addModelParams, addPreamble, addRegistryAccess, addRunId, hubEnv, requireVerifiedHubTrust, checkEnv, SOURCE_WORKSPACE } from './common';
 import { ImageReference } from './image-reference';
 import { ModelcarImages } from './images';
 import { PushTarget, RegistryTrust } from './push-target';
@@ -123,19 +123,17 @@ export class CheckPublishedTask extends Construct {
     }
     const tools = (props.toolsImage ?? ModelcarImages.SKOPEO).toString();
     const hubTrust = props.hubTrust ?? RegistryTrust.systemDefault();
-    if (!hubTrust.tlsVerify) {
-      throw new Error(`check task ${this.node.path}: hubTrust must verify TLS (the token would be open to anyone on the path): `
-        + 'give the CA with RegistryTrust.fromConfigMap() or fromSecret()');
-    }
+    requireVerifiedHubTrust(`check task ${this.node.path}`, hubTrust);
 
     this.task = new Task(this, 'Task', {
       name: props.name ?? 'modelcar-check-published',
       description: 'Resolves the model revision and asks every registry whether it already serves this run\'s image.',
     });
-    this.modelRepo = this.task.addParam('MODEL_REPO', { description: 'Hugging Face model repository, org/name' });
-    this.modelRevision = this.task.addParam('MODEL_REVISION', { description: 'Branch, tag or commit', default: ParamValue.string('main') });
-    this.include = this.task.addParam('MODEL_INCLUDE', { description: 'Space-separated glob patterns to download (empty: all files)', default: ParamValue.string('') });
-    this.exclude = this.task.addParam('MODEL_EXCLUDE', { description: 'Space-separated glob patterns to skip', default: ParamValue.string('') });
+    const model = addModelParams(this.task);
+    this.modelRepo = model.repo;
+    this.modelRevision = model.revision;
+    this.include = model.include;
+    this.exclude = model.exclude;
     this.tags = this.task.addParam('IMAGE_TAGS', { description: 'Space-separated tags every target must serve' });
     this.forceRebuild = this.task.addParam('FORCE_REBUILD', { description: 'true: rebuild without asking the registries', default: ParamValue.string('false') });
     this.resolvedRevision = this.task.addResult('MODEL_RESOLVED_REVISION', { description: 'The commit the revision resolved to' });
@@ -158,13 +156,7 @@ export class CheckPublishedTask extends Construct {
       name: 'resolve',
       image: (props.pythonImage ?? ModelcarImages.PYTHON).toString(),
       env: {
-        HF_REPO: this.modelRepo.envValue(),
-        HF_REVISION: this.modelRevision.envValue(),
-        HF_INCLUDE: this.include.envValue(),
-        HF_EXCLUDE: this.exclude.envValue(),
-        HF_ENDPOINT: kplus.EnvValue.fromValue(endpoint),
-        HF_TOKEN: kplus.EnvValue.fromSecretValue(
-          { secret: kplus.Secret.fromSecretName(this, 'Token', tokenSecret), key: 'token' }, { optional: true }),
+        ...hubEnv(this, model, endpoint, tokenSecret),
         HF_RESOLVE_ONLY: kplus.EnvValue.fromValue('true'),
         RESOLVED_REVISION_FILE: this.resolvedRevision.pathEnvValue(),
         MODEL_SIZE_FILE: this.modelSize.pathEnvValue(),

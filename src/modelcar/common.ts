@@ -1,10 +1,11 @@
 import { Duration } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
 import { ArtifactFormat } from './artifact-format';
 import { ImageReference } from './image-reference';
 import { PushTarget, RegistryCredentials, RegistryCredentialsSource, RegistryTrust } from './push-target';
 import { loadScript } from './scripts';
-import { Param } from '../tekton/params';
+import { Param, ParamValue } from '../tekton/params';
 import { TaskVolume, VolumeMount } from '../tekton/step';
 import { Task } from '../tekton/task';
 import { Workspace } from '../tekton/workspaces';
@@ -165,4 +166,46 @@ export const CHECK_TIMEOUT = Duration.minutes(5);
 /** `quay` -> `QUAY`, `my-mirror` -> `MY_MIRROR`: the prefix of a target's results. @internal */
 export function resultPrefix(target: PushTarget): string {
   return target.name.toUpperCase().replace(/-/g, '_');
+}
+
+/** Which files of which model: the params the check and the download share. @internal */
+export interface ModelParams {
+  readonly repo: Param;
+  readonly revision: Param;
+  readonly include: Param;
+  readonly exclude: Param;
+}
+
+/** Adds MODEL_REPO, MODEL_REVISION, MODEL_INCLUDE and MODEL_EXCLUDE to a task. @internal */
+export function addModelParams(task: Task): ModelParams {
+  return {
+    repo: task.addParam('MODEL_REPO', { description: 'Hugging Face model repository, org/name' }),
+    revision: task.addParam('MODEL_REVISION', { description: 'Branch, tag or commit', default: ParamValue.string('main') }),
+    include: task.addParam('MODEL_INCLUDE', { description: 'Space-separated glob patterns to download (empty: all files)', default: ParamValue.string('') }),
+    exclude: task.addParam('MODEL_EXCLUDE', { description: 'Space-separated glob patterns to skip', default: ParamValue.string('') }),
+  };
+}
+
+/** Throws unless the hub's TLS is verified: the token (and the model) would be open to anyone on the path. @internal */
+export function requireVerifiedHubTrust(where: string, trust: RegistryTrust): void {
+  if (!trust.tlsVerify) {
+    throw new Error(`${where}: hubTrust must verify TLS (the model and the token would be open to anyone on the path): `
+      + 'give the CA with RegistryTrust.fromConfigMap() or fromSecret()');
+  }
+}
+
+/**
+ * The env of an `hf-fetch.py` step: the model's params, the hub, and its token from an
+ * optional Secret (key `token`). @internal
+ */
+export function hubEnv(scope: Construct, model: ModelParams, endpoint: string, tokenSecret: string): Record<string, kplus.EnvValue> {
+  return {
+    HF_REPO: model.repo.envValue(),
+    HF_REVISION: model.revision.envValue(),
+    HF_INCLUDE: model.include.envValue(),
+    HF_EXCLUDE: model.exclude.envValue(),
+    HF_ENDPOINT: kplus.EnvValue.fromValue(endpoint),
+    HF_TOKEN: kplus.EnvValue.fromSecretValue(
+      { secret: kplus.Secret.fromSecretName(scope, 'Token', tokenSecret), key: 'token' }, { optional: true }),
+  };
 }

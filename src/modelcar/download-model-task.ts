@@ -2,12 +2,12 @@ import { Duration, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ModelcarBuilder } from './builder';
-import { addPreamble, addRegistryAccess, addRunId, runDir, SOURCE_WORKSPACE, sumsPath } from './common';
+import { addModelParams, addPreamble, addRegistryAccess, addRunId, hubEnv, requireVerifiedHubTrust, runDir, SOURCE_WORKSPACE, sumsPath } from './common';
 import { ImageReference } from './image-reference';
 import { ModelcarImages } from './images';
 import { RegistryTrust } from './push-target';
 import { loadScript } from './scripts';
-import { Param, ParamValue } from '../tekton/params';
+import { Param } from '../tekton/params';
 import { Result } from '../tekton/results';
 import { Task } from '../tekton/task';
 import { validateObjectName } from '../tekton/util';
@@ -159,19 +159,17 @@ export class DownloadModelTask extends Construct {
     }
     const builder = props.builder ?? ModelcarBuilder.ociLayout();
     const trust = props.hubTrust ?? RegistryTrust.systemDefault();
-    if (!trust.tlsVerify) {
-      throw new Error(`download task ${this.node.path}: hubTrust must verify TLS (the model and the token would be open to anyone on the path): `
-        + 'give the CA with RegistryTrust.fromConfigMap() or fromSecret()');
-    }
+    requireVerifiedHubTrust(`download task ${this.node.path}`, trust);
 
     this.task = new Task(this, 'Task', {
       name: props.name ?? 'modelcar-download-model',
       description: 'Downloads a model from Hugging Face into this run\'s directory and writes SHA256SUMS.',
     });
-    this.modelRepo = this.task.addParam('MODEL_REPO', { description: 'Hugging Face model repository, org/name' });
-    this.modelRevision = this.task.addParam('MODEL_REVISION', { description: 'Branch, tag or commit', default: ParamValue.string('main') });
-    this.include = this.task.addParam('MODEL_INCLUDE', { description: 'Space-separated glob patterns to download (empty: all files)', default: ParamValue.string('') });
-    this.exclude = this.task.addParam('MODEL_EXCLUDE', { description: 'Space-separated glob patterns to skip', default: ParamValue.string('') });
+    const model = addModelParams(this.task);
+    this.modelRepo = model.repo;
+    this.modelRevision = model.revision;
+    this.include = model.include;
+    this.exclude = model.exclude;
     this.modelSize = this.task.addResult('MODEL_SIZE', { description: 'Bytes downloaded' });
     this.resolvedRevision = this.task.addResult('MODEL_RESOLVED_REVISION', { description: 'The commit sha downloaded' });
     this.workspace = this.task.addWorkspace(SOURCE_WORKSPACE, { description: 'Shared volume; this run writes under modelcar-runs/<run uid>/' });
@@ -186,13 +184,7 @@ export class DownloadModelTask extends Construct {
       name: 'fetch',
       image: (props.fetchImage ?? ModelcarImages.PYTHON).toString(),
       env: {
-        HF_REPO: this.modelRepo.envValue(),
-        HF_REVISION: this.modelRevision.envValue(),
-        HF_INCLUDE: this.include.envValue(),
-        HF_EXCLUDE: this.exclude.envValue(),
-        HF_ENDPOINT: kplus.EnvValue.fromValue(endpoint),
-        HF_TOKEN: kplus.EnvValue.fromSecretValue(
-          { secret: kplus.Secret.fromSecretName(this, 'Token', tokenSecret), key: 'token' }, { optional: true }),
+        ...hubEnv(this, model, endpoint, tokenSecret),
         MODEL_DIR: kplus.EnvValue.fromValue(`${run}/model`),
         STATE_DIR: kplus.EnvValue.fromValue(`${run}/.download`),
         SUMS_FILE: kplus.EnvValue.fromValue(sumsPath(this.workspace, this.runId)),

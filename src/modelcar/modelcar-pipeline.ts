@@ -558,8 +558,9 @@ export class ModelcarPipeline extends Construct {
       this.pipeline.addResult(`${prefix}_IMAGE_REF`, { value: this.reportTask.result(r.ref.name), description: `Image by digest at ${push.target.repository}` });
     }
     const pushSeconds = this.pushes.map((push) => push.target.timeout.toSeconds());
-    this.tasksTimeout = Duration.seconds(2 * CHECK_TIMEOUT.toSeconds() + downloadTimeout.toSeconds() * (1 + downloadRetries) + buildTimeout.toSeconds()
-      + (this.parallelPushes ? Math.max(...pushSeconds) : pushSeconds.reduce((a, b) => a + b, 0)));
+    // The check and the report, every attempt of the download, the build, the pushes.
+    this.tasksTimeout = Duration.seconds(2 * CHECK_TIMEOUT.toSeconds() + downloadTimeout.toSeconds() * (1 + downloadRetries)
+      + buildTimeout.toSeconds() + (this.parallelPushes ? Math.max(...pushSeconds) : pushSeconds.reduce((a, b) => a + b, 0)));
     this.pipeline.addResult('MODEL_RESOLVED_REVISION', { value: this.checkTask.result('MODEL_RESOLVED_REVISION'), description: 'The model commit packaged' });
     this.pipeline.addResult('MODEL_SIZE', { value: this.checkTask.result('MODEL_SIZE'), description: 'The model size in bytes (the selected files, as the hub lists them)' });
     this.pipeline.addResult('REBUILD', { value: this.checkTask.result('REBUILD'), description: 'true: this run downloaded, built and pushed; false: every target already served the image' });
@@ -572,6 +573,16 @@ export class ModelcarPipeline extends Construct {
    * skips a task that refers to a skipped task's result.
    */
   public addTask(name: string, options: PipelineTaskOptions): PipelineTask {
+    // A user task fed by a guarded task's result would be skipped, silently, on every run that
+    // finds its image published: refuse it here, with the result to use instead.
+    const params = JSON.stringify(options.params ?? {});
+    for (const guarded of [this.downloadTask, this.buildTask, ...this.pushTasks]) {
+      if (params.includes(`$(tasks.${guarded.name}.results.`)) {
+        throw new Error(`modelcar pipeline ${this.node.path}: task "${name}" takes a result of "${guarded.name}", which is skipped when every `
+          + 'target already serves the image (and Tekton then skips this task too): use imageResult(target, \'IMAGE_REF\') '
+          + '(or IMAGE_URL, IMAGE_DIGEST), which the report task sets either way');
+      }
+    }
     const runAfter = options.runAfter ?? [this.reportTask];
     return this.pipeline.addTask(name, { ...options, runAfter });
   }

@@ -123,6 +123,16 @@ describe('ModelcarPipeline', () => {
     test('fails when there are no push targets', () => {
       expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [] })).toThrow(/has no push targets: pass pushTargets/);
     });
+    test('fails when a task of the user\'s takes a push task\'s result (skipped when the image is published)', () => {
+      const chart = Testing.chart();
+      const m = new ModelcarPipeline(chart, 'm', { pushTargets: [quay()] });
+      const user = new Task(chart, 'user', { name: 'user' });
+      user.addParam('REF');
+      expect(() => m.addTask('register', { task: user, params: { REF: ParamValue.string(m.pushTasks[0].result('IMAGE_REF')) } }))
+        .toThrow(/task "register" takes a result of "push-quay", which is skipped when every target already serves the image .*use imageResult\(target, 'IMAGE_REF'\)/);
+      // The report's result is the one to take: set whether the run built the image or found it published.
+      expect(m.addTask('register', { task: user, params: { REF: ParamValue.string(m.imageResult('quay', 'IMAGE_REF')) } }).name).toBe('register');
+    });
     test('fails when two push targets share a name', () => {
       expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [quay(), quay()] })).toThrow(/two push targets named "quay"/);
     });

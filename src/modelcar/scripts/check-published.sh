@@ -78,7 +78,7 @@ for tag in "$@"; do
     why=""
     case "${class}" in
       not-found)
-        why="tag ${tag} not found ($(registry_error_words /tmp/inspect.err))" ;;
+        why="tag ${tag} not found ($(grep -o 'manifest unknown\|name unknown' /tmp/inspect.err | head -n 1))" ;;
       denied)
         # 403 / "requested access to the resource is denied" after the credentials were accepted:
         # Docker Hub answers so for a repository that does not exist yet.

@@ -478,9 +478,10 @@ describe('in a namespace as OpenShift gives it (restricted-v2 with its own range
   test('9b. a run that sets an fsGroup outside the namespace\'s range fails at pod creation with the SCC\'s words', async () => {
     const r = await runScenario('ns-seed-group', { manifests: namespaceManifests, extra: { scc: NAMESPACE_SCC } });
     expect(r.status).toBe('Failed');
-    expect(statuses(r)).toEqual(['download-model:Failed', 'build-image:Skipped', 'push-internal:Skipped', 'push-quay:Skipped']);
-    expect(r.tasks['download-model']).toMatchObject({ reason: 'PodCreationFailed', steps: [] });
-    expect(r.tasks['download-model'].message).toContain(
+    // The first task's pod is refused (the check, before any download); nothing after it runs.
+    expect(statuses(r)).toEqual(['download-model:Skipped', 'build-image:Skipped', 'push-internal:Skipped', 'push-quay:Skipped']);
+    expect(r.tasks['check-published']).toMatchObject({ status: 'Failed', reason: 'PodCreationFailed', steps: [] });
+    expect(r.tasks['check-published'].message).toContain(
       `unable to validate against any security context constraint: [provider restricted-v2: .spec.securityContext.fsGroup: Invalid value: []int64{${FS_GROUP}}: ${FS_GROUP} is not an allowed group]`);
     await expectNothingPushed('ns-seed-group');
   });

@@ -121,8 +121,8 @@ function modelcar(id: string, repository: string): ModelcarPipeline {
     ],
     buildTimeout: Duration.minutes(30),
   });
-  const last = pipeline.pushTasks[pipeline.pushTasks.length - 1];
-  pipeline.addTask('register', { task: register, params: { IMAGE_REF: ParamValue.string(last.result('IMAGE_REF')) } });
+  // The report task's result: set whether the run built the image or found it published.
+  pipeline.addTask('register', { task: register, params: { IMAGE_REF: ParamValue.string(pipeline.imageResult('mirror', 'IMAGE_REF')) } });
   return pipeline;
 }
 
@@ -193,19 +193,23 @@ describe('the release tarball', () => {
 
     const names = (kind: string) => docs.filter((d) => d.kind === kind).map((d) => d.metadata.name).sort();
     expect(names('Pipeline')).toEqual(['granite-modelcar', 'mistral-modelcar']);
-    expect(names('PipelineRun')).toEqual(['granite', 'mistral-full', 'mistral-quantized']);
-    expect(names('Task')).toHaveLength(2 * 5 + 1); // download, build, three pushes per pipeline; the user's task
+    // Each run is named from its inputs: the variant, then a hash.
+    expect(names('PipelineRun')).toEqual([
+      expect.stringMatching(/^granite-[0-9a-f]{10}$/), expect.stringMatching(/^mistral-full-[0-9a-f]{10}$/), expect.stringMatching(/^mistral-quantized-[0-9a-f]{10}$/),
+    ]);
+    expect(names('Task')).toHaveLength(2 * 7 + 1); // check, download, build, three pushes, report per pipeline; the user's task
     for (const pipeline of docs.filter((d) => d.kind === 'Pipeline')) {
       const order = pipeline.spec.tasks.map((t: any) => [t.name, t.runAfter?.[0]]);
       expect(order).toEqual([
-        ['download-model', undefined], ['build-image', 'download-model'], ['push-internal', 'build-image'],
-        ['push-quay', 'push-internal'], ['push-mirror', 'push-quay'], ['register', 'push-mirror'],
+        ['check-published', undefined], ['download-model', undefined], ['build-image', 'download-model'], ['push-internal', 'build-image'],
+        ['push-quay', 'push-internal'], ['push-mirror', 'push-quay'], ['report-published', 'push-mirror'], ['register', 'report-published'],
       ]);
       const register = pipeline.spec.tasks.find((t: any) => t.name === 'register');
       expect(register.taskRef).toEqual({ name: 'register-model', kind: 'Task' });
-      expect(register.params).toEqual([{ name: 'IMAGE_REF', value: '$(tasks.push-mirror.results.IMAGE_REF)' }]);
+      expect(register.params).toEqual([{ name: 'IMAGE_REF', value: '$(tasks.report-published.results.MIRROR_IMAGE_REF)' }]);
     }
-    const run_ = (name: string) => docs.find((d) => d.kind === 'PipelineRun' && d.metadata.name === name).spec;
+    const run_ = (variant: string) => docs.find((d) => d.kind === 'PipelineRun' && d.metadata.name.startsWith(`${variant}-`)
+      && /^[0-9a-f]{10}$/.test(d.metadata.name.slice(variant.length + 1))).spec;
     const param = (name: string, p: string) => run_(name).params.find((x: any) => x.name === p).value;
     expect(param('mistral-quantized', 'MODEL_INCLUDE')).toBe('*.safetensors *.json');
     expect(param('mistral-full', 'MODEL_EXCLUDE')).toBe('consolidated.safetensors');
