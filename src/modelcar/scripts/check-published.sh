@@ -73,25 +73,25 @@ for tag in "$@"; do
   # repository with thousands of tags, and a permission some robots lack).
   if ! skopeo --tmpdir "${TMPDIR}" inspect --no-tags --retry-times "${RETRIES}" "--tls-verify=${TLS_VERIFY}" \
       ${CERT_DIR:+--cert-dir "${CERT_DIR}"} ${authfile:+--authfile "${authfile}"} \
-      --format "${format}" "docker://${IMAGE}:${tag}" > /tmp/inspect.out 2> /tmp/inspect.err; then
-    class=$(registry_error_class /tmp/inspect.err)
+      --format "${format}" "docker://${IMAGE}:${tag}" > "${TMPDIR}"/inspect.out 2> "${TMPDIR}"/inspect.err; then
+    class=$(registry_error_class "${TMPDIR}"/inspect.err)
     why=""
     case "${class}" in
       not-found)
-        why="tag ${tag} not found ($(grep -o 'manifest unknown\|name unknown' /tmp/inspect.err | head -n 1))" ;;
+        why="tag ${tag} not found ($(grep -o 'manifest unknown\|name unknown' "${TMPDIR}"/inspect.err | head -n 1))" ;;
       denied)
         # 403 / "requested access to the resource is denied" after the credentials were accepted:
         # Docker Hub answers so for a repository that does not exist yet.
-        why="the registry does not show ${tag} to these credentials ($(registry_error_words /tmp/inspect.err)); it answers so for a repository that does not exist yet, and the push will create it or fail with the registry's words" ;;
+        why="the registry does not show ${tag} to these credentials ($(registry_error_words "${TMPDIR}"/inspect.err)); it answers so for a repository that does not exist yet, and the push will create it or fail with the registry's words" ;;
       credentials)
         # quay.io answers a repository that does not exist (or one these credentials may not
         # read) with "unauthorized: access to the requested resource is not authorized" once
         # its token endpoint has accepted the credentials; credentials it refuses fail at the
         # token endpoint instead ("invalid username/password") or, on a registry with basic
         # auth, with "authentication required".
-        if grep -q 'access to the requested resource is not authorized' /tmp/inspect.err \
-            && ! grep -q 'invalid username/password\|authentication required' /tmp/inspect.err; then
-          why="the registry does not show ${tag} to these credentials ($(registry_error_words /tmp/inspect.err)); quay.io answers so for a repository that does not exist yet, and the push will create it or fail with the registry's words"
+        if grep -q 'access to the requested resource is not authorized' "${TMPDIR}"/inspect.err \
+            && ! grep -q 'invalid username/password\|authentication required' "${TMPDIR}"/inspect.err; then
+          why="the registry does not show ${tag} to these credentials ($(registry_error_words "${TMPDIR}"/inspect.err)); quay.io answers so for a repository that does not exist yet, and the push will create it or fail with the registry's words"
         fi ;;
     esac
     if [ -n "${why}" ]; then
@@ -100,10 +100,10 @@ for tag in "$@"; do
       exit 0
     fi
     # Anything else is an answer we cannot read as "absent": stop the run, never a silent skip.
-    cat /tmp/inspect.err >&2
-    fail "cannot ask ${IMAGE} whether it serves ${tag}: $(registry_error_explain /tmp/inspect.err push "${RETRIES}"); whether it already serves the image is unknown, so the run stops rather than skip or rebuild"
+    cat "${TMPDIR}"/inspect.err >&2
+    fail "cannot ask ${IMAGE} whether it serves ${tag}: $(registry_error_explain "${TMPDIR}"/inspect.err push "${RETRIES}"); whether it already serves the image is unknown, so the run stops rather than skip or rebuild"
   fi
-  IFS='|' read -r digest got_source got_model got_revision got_config < /tmp/inspect.out || true
+  IFS='|' read -r digest got_source got_model got_revision got_config < "${TMPDIR}"/inspect.out || true
   got_source=$(label "${got_source}")
   got_model=$(label "${got_model}")
   got_revision=$(label "${got_revision}")
