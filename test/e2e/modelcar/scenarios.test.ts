@@ -71,6 +71,27 @@ function stepLog(r: RunPipelineResult, task: string, step: string): string {
 }
 
 /** Statuses of the pipeline's tasks in order, e.g. ['download-model:Succeeded', ...]. */
+/**
+ * SIGKILLs the python3 step scripts (as Tekton runs them, from /tekton/scripts/) whose environment holds `marker`:
+ * this run's and no other, since other test processes on the host (another checkout's suite) run steps too.
+ * Returns the pids killed.
+ */
+function killStepScripts(marker: string): string[] {
+  const killed: string[] = [];
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (cmd.includes('python3') && cmd.includes('/tekton/scripts/') && fs.readFileSync(`/proc/${pid}/environ`, 'utf8').includes(marker)) {
+        process.kill(Number(pid), 'SIGKILL');
+        killed.push(pid);
+      }
+    } catch {
+      // the process is gone
+    }
+  }
+  return killed;
+}
+
 function statuses(r: RunPipelineResult): string[] {
   return ['download-model', 'build-image', 'push-internal', 'push-quay'].map((t) => `${t}:${r.tasks[t]?.status ?? 'NotRun'}`);
 }
@@ -361,18 +382,8 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
         if (!partial) continue;
         // SIGKILL the builder (an OOM kill or an eviction), found by its script argument and by this run's layout
         // in its env: other test processes on the host (another checkout's suite) may run builders of their own.
-        for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-          try {
-            const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-            if (cmd.includes('python3') && cmd.includes('/tekton/scripts/')
-              && fs.readFileSync(`/proc/${pid}/environ`, 'utf8').includes(`/modelcar-runs/${path.basename(d)}/.image.partial`)) {
-              process.kill(Number(pid), 'SIGKILL');
-              killed = `${pid} while writing ${partial}`;
-            }
-          } catch {
-            // the process is gone
-          }
-        }
+        const pids = killStepScripts(`/modelcar-runs/${path.basename(d)}/.image.partial`);
+        if (pids.length > 0) killed = `${pids.join(' ')} while writing ${partial}`;
       }
     }, 10);
     let r: RunPipelineResult;
@@ -555,20 +566,11 @@ describe('download from the (fake) hub: cut connections, rate limits, a task ret
         if (!fs.existsSync(dir)) continue;
         const verified = fs.readdirSync(dir);
         if (verified.length < model.files.length / 2 + 1) continue;
-        // SIGKILL the fetch (an eviction or an OOM kill), found by its script argument.
-        for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-          try {
-            const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-            if (cmd.includes('python3') && cmd.includes('/tekton/scripts/')) {
-              process.kill(Number(pid), 'SIGKILL');
-              killedAt = world.hub.requests.length;
-              verifiedAtKill = fs.readdirSync(dir);
-              partialAtKill = fs.readdirSync(path.join(d, '.download')).filter((f) => f.endsWith('.data'));
-            }
-          } catch {
-            // the process is gone
-          }
-        }
+        // SIGKILL the fetch (an eviction or an OOM kill): this run's, by the model directory in its env.
+        if (killStepScripts(`/modelcar-runs/${path.basename(d)}/model`).length === 0) continue;
+        killedAt = world.hub.requests.length;
+        verifiedAtKill = fs.readdirSync(dir);
+        partialAtKill = fs.readdirSync(path.join(d, '.download')).filter((f) => f.endsWith('.data'));
       }
     }, 20);
     let r: RunPipelineResult;
