@@ -11,6 +11,7 @@ import { ImageReference } from './image-reference';
 import { PushTarget, RegistryCredentials, RegistryTrust } from './push-target';
 import { PushTask } from './push-task';
 import { ReportPublishedTask } from './report-published-task';
+import { ArgoCdSync } from '../gitops/argocd-sync';
 import { ParamValue, Param } from '../tekton/params';
 import { Pipeline, PipelineTask, PipelineTaskOptions, WhenExpression } from '../tekton/pipeline';
 import { PipelineRun } from '../tekton/pipeline-run';
@@ -179,6 +180,17 @@ export interface ModelcarPipelineProps {
    * @default false
    */
   readonly forceRebuild?: boolean;
+
+  /**
+   * The Argo CD annotations of the Tasks, the Pipeline and the runs, in what `cdk8s synth`
+   * and `GitOpsLayout.write()` write: Tasks and Pipeline in sync wave 1, runs in wave 2,
+   * finished runs kept when they leave git. `ArgoCdSync.none()` leaves them out, for
+   * delivery another way; `ArgoCdSync.annotations({ pruneFinishedRuns: true })` lets Argo
+   * CD delete a finished run, with its logs, once it leaves git.
+   *
+   * @default ArgoCdSync.annotations()
+   */
+  readonly argoCdSync?: ArgoCdSync;
 }
 
 /**
@@ -382,6 +394,8 @@ export class ModelcarPipeline extends Construct {
   public readonly forceRebuild: Param;
   /** The pipeline's forceRebuild prop, which every run passes unless it sets its own. @internal */
   public readonly _forceRebuildDefault: boolean;
+  /** The Argo CD annotations of the pipeline's objects and of its runs. */
+  public readonly argoCdSync: ArgoCdSync;
 
   constructor(scope: Construct, id: string, props: ModelcarPipelineProps) {
     super(scope, id);
@@ -564,6 +578,10 @@ export class ModelcarPipeline extends Construct {
     this.pipeline.addResult('MODEL_RESOLVED_REVISION', { value: this.checkTask.result('MODEL_RESOLVED_REVISION'), description: 'The model commit packaged' });
     this.pipeline.addResult('MODEL_SIZE', { value: this.checkTask.result('MODEL_SIZE'), description: 'The model size in bytes (the selected files, as the hub lists them)' });
     this.pipeline.addResult('REBUILD', { value: this.checkTask.result('REBUILD'), description: 'true: this run downloaded, built and pushed; false: every target already served the image' });
+
+    // Last: the Tasks and the Pipeline exist. Each run applies it to itself.
+    this.argoCdSync = props.argoCdSync ?? ArgoCdSync.annotations();
+    this.argoCdSync.applyTo(this);
   }
 
   /**
@@ -698,5 +716,6 @@ export class ModelcarPipelineRun extends Construct {
       },
       timeouts: { pipeline: timeout },
     });
+    p.argoCdSync.applyTo(this);
   }
 }
