@@ -8,6 +8,7 @@ import { CheckPublishedTask } from './check-published-task';
 import { CHECK_TIMEOUT, resultPrefix } from './common';
 import { DownloadModelTask } from './download-model-task';
 import { ImageReference } from './image-reference';
+import { ImageResult } from './image-result';
 import { PushTarget, RegistryCredentials, RegistryTrust } from './push-target';
 import { PushTask } from './push-task';
 import { ReportPublishedTask } from './report-published-task';
@@ -586,7 +587,7 @@ export class ModelcarPipeline extends Construct {
 
   /**
    * Adds a task of your own after the report (e.g. registering the model in a model
-   * registry). Use `imageResult('quay', 'IMAGE_REF')` in its params, not a push task's
+   * registry). Use `imageResult('quay', ImageResult.REF)` in its params, not a push task's
    * result: the pushes are skipped when every target already serves the image, and Tekton
    * skips a task that refers to a skipped task's result.
    */
@@ -597,8 +598,8 @@ export class ModelcarPipeline extends Construct {
     for (const guarded of [this.downloadTask, this.buildTask, ...this.pushTasks]) {
       if (params.includes(`$(tasks.${guarded.name}.results.`)) {
         throw new Error(`modelcar pipeline ${this.node.path}: task "${name}" takes a result of "${guarded.name}", which is skipped when every `
-          + 'target already serves the image (and Tekton then skips this task too): use imageResult(target, \'IMAGE_REF\') '
-          + '(or IMAGE_URL, IMAGE_DIGEST), which the report task sets either way');
+          + 'target already serves the image (and Tekton then skips this task too): use imageResult(target, ImageResult.REF) '
+          + '(or ImageResult.URL, ImageResult.DIGEST), which the report task sets either way');
       }
     }
     const runAfter = options.runAfter ?? [this.reportTask];
@@ -607,12 +608,14 @@ export class ModelcarPipeline extends Construct {
 
   /**
    * The reference to one target's published image, set whether the run built it or found it
-   * published: `IMAGE_URL` (repository:first tag), `IMAGE_DIGEST` or `IMAGE_REF`
-   * (repository@digest), e.g. `ParamValue.string(modelcar.imageResult('quay', 'IMAGE_REF'))`.
+   * published: `ImageResult.URL` (repository:first tag), `ImageResult.DIGEST` or
+   * `ImageResult.REF` (repository@digest), e.g.
+   * `ParamValue.string(modelcar.imageResult('quay', ImageResult.REF))`.
    */
-  public imageResult(target: string, result: string): string {
-    if (!['IMAGE_URL', 'IMAGE_DIGEST', 'IMAGE_REF'].includes(result)) {
-      throw new Error(`modelcar pipeline ${this.node.path}: result "${result}" is not one of IMAGE_URL, IMAGE_DIGEST, IMAGE_REF`);
+  public imageResult(target: string, result: ImageResult): string {
+    // The type says it; JavaScript callers can still pass any string.
+    if (!Object.values(ImageResult).includes(result)) {
+      throw new Error(`modelcar pipeline ${this.node.path}: result "${result}" is not an ImageResult: use ImageResult.URL, ImageResult.DIGEST or ImageResult.REF`);
     }
     const push = this.pushes.find((p) => p.target.name === target);
     if (!push) {

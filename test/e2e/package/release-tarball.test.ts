@@ -92,11 +92,10 @@ function writeApp(dir: string, tarball: string): void {
     exclude: ['node_modules'],
   }, null, 2));
   fs.writeFileSync(path.join(dir, 'main.ts'), `import { App, Chart, Duration, Size } from 'cdk8s';
-import { ModelcarPipeline, ParamValue, PushTarget, RegistryCredentials, RegistryTrust, Task } from '${PACKAGE}';
+import { ImageResult, ModelcarPipeline, ParamValue, PushTarget, RegistryCredentials, RegistryTrust, Task } from '${PACKAGE}';
 
 const app = new App();
 const chart = new Chart(app, 'models', { namespace: 'private-ai-demo', disableResourceNameHashes: true });
-const fsGroup = 1000970000;
 
 // Our own task, after the pushes: record the image in the model registry.
 const register = new Task(chart, 'register', { name: 'register-model' });
@@ -122,7 +121,7 @@ function modelcar(id: string, repository: string): ModelcarPipeline {
     buildTimeout: Duration.minutes(30),
   });
   // The report task's result: set whether the run built the image or found it published.
-  pipeline.addTask('register', { task: register, params: { IMAGE_REF: ParamValue.string(pipeline.imageResult('mirror', 'IMAGE_REF')) } });
+  pipeline.addTask('register', { task: register, params: { IMAGE_REF: ParamValue.string(pipeline.imageResult('mirror', ImageResult.REF)) } });
   return pipeline;
 }
 
@@ -132,7 +131,6 @@ mistral.addRun('quantized', {
   model: { repo: 'RedHatAI/Mistral-Small-24B-Instruct-2501-quantized.w4a16', include: ['*.safetensors', '*.json'] },
   tags: ['quantized-w4a16'],
   storage: Size.gibibytes(150),
-  fsGroup,
 });
 mistral.addRun('full', {
   name: 'mistral-full',
@@ -140,7 +138,6 @@ mistral.addRun('full', {
   tags: ['full'],
   existingClaim: 'mistral-cache',
   timeout: Duration.hours(4),
-  fsGroup,
 });
 const granite = modelcar('granite', 'granite-3-8b');
 granite.addRun('granite', {
@@ -148,7 +145,6 @@ granite.addRun('granite', {
   model: { repo: 'ibm-granite/granite-3.1-8b-instruct', revision: 'main', exclude: ['*.bin', 'original/*'] },
   tags: ['granite-3.1-8b-instruct'],
   existingClaim: 'granite-cache',
-  fsGroup,
 });
 
 app.synth();
