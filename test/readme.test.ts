@@ -7,10 +7,10 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
-import { argoCdApplication } from '../src/gitops/argocd-render';
 import { argoCdSyncOrder, readmeBlock, runsBeforeTheirDefinitions } from './support/readme';
 import { expectShellcheckClean } from './support/shellcheck';
 import { expectValidTektonManifests } from './support/tekton-schema';
+import { argoCdApplication } from '../src/gitops/argocd-render';
 
 const root = path.resolve(__dirname, '..');
 const src = JSON.stringify(path.join(root, 'src'));

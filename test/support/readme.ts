@@ -38,7 +38,9 @@ export function argoCdSyncOrder(docs: any[]): any[] {
     const i = ARGO_KIND_ORDER.indexOf(d.kind);
     return i < 0 ? 0 : i - ARGO_KIND_ORDER.length;
   };
-  return [...docs].sort((a, b) => wave(a) - wave(b) || kind(a) - kind(b) || (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0));
+  // Go compares names as bytes: so does this, not localeCompare.
+  const name = (a: any, b: any) => (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0);
+  return [...docs].sort((a, b) => wave(a) - wave(b) || kind(a) - kind(b) || name(a, b));
 }
 
 /**
