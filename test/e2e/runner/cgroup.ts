@@ -56,7 +56,7 @@ let exitHookInstalled = false;
 function hierarchies(): { v1: Map<string, string>; v2?: string } {
   const own = new Map<string, string>();
   for (const line of fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n').filter(Boolean)) {
-    const [, controllers, p] = /^(\d+):([^:]*):(.*)$/.exec(line) ?? [];
+    const [, , controllers, p] = /^(\d+):([^:]*):(.*)$/.exec(line) ?? [];
     if (controllers === undefined) continue;
     own.set(controllers, p);
   }
