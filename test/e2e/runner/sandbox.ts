@@ -11,7 +11,10 @@
  * - then `chroot` and `setpriv` to drop to the uid/gid/supplementary groups the YAML asks for,
  *   with the container default capability bounding set, and `env -i` for a clean environment.
  *
- * Requires root (or CAP_SYS_ADMIN) and util-linux. The whole process tree is killed on timeout.
+ * - optionally inside cgroups (cgroup.ts) joined by the first process, before anything else runs,
+ * - optionally with stdin, for RUNTIME_EXEC: a container whose argv must reach the kernel's execve unchanged.
+ *
+ * Requires root (or CAP_SYS_ADMIN), util-linux and perl. The whole process tree is killed on timeout.
  */
 import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';

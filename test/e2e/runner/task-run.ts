@@ -90,6 +90,15 @@ interface ContainerResources {
   readonly enforced: boolean;
 }
 
+/** Tekton's place-scripts init container, as the runner runs it. */
+interface PlaceScriptsContainer {
+  readonly argument: string;
+  readonly stepFiles: Array<string | undefined>;
+  readonly id: Identity;
+  readonly env: Record<string, string>;
+  readonly resources: ContainerResources;
+}
+
 interface ContainerRun {
   readonly res: SandboxResult;
   readonly lines: string[];
@@ -343,7 +352,7 @@ export class TaskRunExecutor {
     let credsCopy: boolean[] = [];
     let resources: ContainerResources[];
     let pod: PodRecord;
-    let placeScripts: { argument: string; stepFiles: Array<string | undefined>; id: Identity; env: Record<string, string>; resources: ContainerResources } | undefined;
+    let placeScripts: PlaceScriptsContainer | undefined;
     try {
       spec = this.prepareSpec(attempt);
       steps = spec.steps;
@@ -522,7 +531,9 @@ export class TaskRunExecutor {
           failure = { status: 'TimedOut', reason: deadlineReason(), message: `TaskRun ${inp.taskRunName} failed to finish within its timeout` };
         }
       } else if (ran.oomKilled) {
-        // CRI-O reports a container whose cgroup saw an OOM kill as terminated with reason OOMKilled; Tekton's
+        // the runtime (CRI-O, from the cgroup's oom_kill count) reports a container that saw an OOM kill as terminated
+        // with reason OOMKilled, which the kubelet copies into the container status
+        // (pkg/kubelet/kuberuntime/kuberuntime_container.go toKubeContainerStatus); Tekton's
         // status.go extractContainerFailureMessage adds the reason from v1.3.0 on
         reason = 'OOMKilled';
         failure = {
@@ -639,8 +650,17 @@ export class TaskRunExecutor {
 
   /** One container in its sandbox, inside a cgroup with its limits when it has any. */
   private async runContainer(c: {
-    key: string; logName: string; dir: string; id: Identity; mounts: SandboxMount[]; env: Record<string, string>; argv: string[];
-    stdin?: Buffer; workingDir: string; timeoutMs?: number; resources: ContainerResources;
+    key: string;
+    logName: string;
+    dir: string;
+    id: Identity;
+    mounts: SandboxMount[];
+    env: Record<string, string>;
+    argv: string[];
+    stdin?: Buffer;
+    workingDir: string;
+    timeoutMs?: number;
+    resources: ContainerResources;
   }): Promise<ContainerRun> {
     let cg: ContainerCgroup | undefined;
     if (c.resources.enforced) {
@@ -850,14 +870,14 @@ export class TaskRunExecutor {
    */
   private imageUser(step: any, name: string): ImageUser | undefined {
     const table = this.input.settings.imageUsers;
-    const pipelinesScc = this.input.settings.scc?.policy === 'pipelines-scc';
-    if (!table && !pipelinesScc) return undefined;
+    const underPipelinesScc = this.input.settings.scc?.policy === 'pipelines-scc';
+    if (!table && !underPipelinesScc) return undefined;
     const image = typeof step.image === 'string' ? step.image : '';
     const user = table?.[imageRepository(image)];
     if (!user) {
       throw new TaskRunFailure('ImageUserUnknown',
         `step ${name}: the user of image ${JSON.stringify(image)} is not known (its repository ${JSON.stringify(imageRepository(image))} is not in options.imageUsers)`
-        + `${pipelinesScc ? ', and pipelines-scc runs each container as its image\'s USER' : ''}: add it with the image's USER, e.g. { uid: 1001, gid: 0 }`);
+        + `${underPipelinesScc ? ', and pipelines-scc runs each container as its image\'s USER' : ''}: add it with the image's USER, e.g. { uid: 1001, gid: 0 }`);
     }
     return user;
   }
@@ -970,7 +990,11 @@ export class TaskRunExecutor {
       return d;
     };
     const dirs = {
-      workspace: implicit('workspace'), home: implicit('home'), results: implicit('results'), steps: implicit('steps'), scripts: implicit('scripts'),
+      workspace: implicit('workspace'),
+      home: implicit('home'),
+      results: implicit('results'),
+      steps: implicit('steps'),
+      scripts: implicit('scripts'),
       bin: implicit('bin'),
     };
     const common: SandboxMount[] = [
@@ -1029,7 +1053,11 @@ export class TaskRunExecutor {
     return out;
   }
 
-  /** The declared results present in /tekton/results, in the Task's order, as the entrypoint reads them. */
+  /**
+   * The declared results present in /tekton/results, in the Task's order, as the entrypoint reads them
+   * (a file's bytes as a Go string; bytes that are not UTF-8 would be marshalled by Go as \ufffd, 6 bytes, here as
+   * U+FFFD, 3 bytes: results are text in practice).
+   */
   private runResults(spec: any, resultsDir: string): RunResult[] {
     const files = this.readResults(spec, resultsDir);
     return (spec.results ?? []).filter((r: any) => r.name in files).map((r: any) => ({ key: r.name, value: files[r.name], type: 1 }));

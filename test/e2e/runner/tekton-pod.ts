@@ -58,7 +58,11 @@ export interface PlaceScriptsArgument {
  * A script whose TrimSpace does not start with "#!" gets the "#!/bin/sh\nset -e\n" preamble first.
  * Pure but for the random suffix (pass `suffix` for a fixed one).
  */
-export function placeScriptsArgument(steps: ScriptHolder[], sidecars: ScriptHolder[] = [], suffix: () => string = randomNameSuffix): PlaceScriptsArgument {
+export function placeScriptsArgument(
+  steps: ScriptHolder[],
+  sidecars: ScriptHolder[] = [],
+  suffix: () => string = randomNameSuffix,
+): PlaceScriptsArgument {
   let argument = '';
   const place = (holder: ScriptHolder, prefix: string, i: number): string | undefined => {
     const script = holder.script;
@@ -217,7 +221,7 @@ export interface ResourceAmounts {
 }
 
 const BINARY_SUFFIX: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60 };
-const DECIMAL_SUFFIX: Record<string, number> = { n: 1e-9, u: 1e-6, m: 1e-3, '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18 };
+const DECIMAL_SUFFIX: Record<string, number> = { 'n': 1e-9, 'u': 1e-6, 'm': 1e-3, '': 1, 'k': 1e3, 'M': 1e6, 'G': 1e9, 'T': 1e12, 'P': 1e15, 'E': 1e18 };
 
 /** A Kubernetes resource.Quantity ('2Gi', '500m', '1', '1e3') as a number of units. */
 export function parseQuantity(q: string | number, what: string): number {

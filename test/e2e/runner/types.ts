@@ -161,7 +161,10 @@ export interface StepRecord {
   readonly name: string;
   /** Exit code; null when the step did not run (skipped) or could not be started. */
   readonly exitCode: number | null;
-  /** 'Completed' | 'Error' | 'Continued' (failed with onError continue) | 'TimeoutExceeded' | 'Skipped' | 'TaskRunTimeout'. */
+  /**
+   * 'Completed' | 'Error' | 'Continued' (failed with onError continue) | 'TimeoutExceeded' | 'Skipped' | 'TaskRunTimeout'
+   * | 'OOMKilled' (the kernel's OOM killer killed in the step's cgroup; the runtime then reports this reason).
+   */
   readonly reason: string;
   readonly startedAt?: Date;
   readonly finishedAt?: Date;
