@@ -1,6 +1,6 @@
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { addModelParams, addPreamble, addRegistryAccess, addRunId, hubEnv, requireVerifiedHubTrust, checkEnv, SOURCE_WORKSPACE } from './common';
+import { addModelParams, addPreamble, addRegistryAccess, addRunId, checkTargetsAccess, hubEnv, requireVerifiedHubTrust, SOURCE_WORKSPACE } from './common';
 import { ImageReference } from './image-reference';
 import { ModelcarImages } from './images';
 import { PushTarget, RegistryTrust } from './push-target';
@@ -11,9 +11,6 @@ import { TaskVolume, VolumeMount } from '../tekton/step';
 import { Task } from '../tekton/task';
 import { validateObjectName } from '../tekton/util';
 import { Workspace } from '../tekton/workspaces';
-
-/** Where the check's steps leave their verdicts for the last step (an emptyDir of the task). */
-const VERDICTS = '/var/tmp/modelcar/verdicts';
 
 /**
  * Properties of a `CheckPublishedTask`.
@@ -83,7 +80,8 @@ export interface CheckPublishedTaskProps {
  * means rebuild; a registry that cannot be reached, refuses the credentials or is not trusted
  * fails the task with the registry's words: never a silent skip.
  *
- * Steps: `debug`, `resolve`, `config`, one `check-<target>` per target, `decide`.
+ * Steps: `debug`, `resolve`, `config`, `check` (every target, one after another, in one
+ * script: the Task does not grow with the number of targets).
  */
 export class CheckPublishedTask extends Construct {
   /** The Task. */
@@ -177,42 +175,20 @@ export class CheckPublishedTask extends Construct {
       },
       script: loadScript('build-config.sh'),
     });
-    for (const target of props.targets) {
-      const access = addRegistryAccess(this.task, {
-        trust: target.trust,
-        credentials: target.credentials,
-        prefix: target.name,
-        mountPrefix: `/etc/modelcar/${target.name}-`,
-        certDirEnv: 'CERT_DIR',
-        authFileEnv: 'AUTHFILE',
-      });
-      this.task.addStep({
-        name: `check-${target.name}`,
-        image: tools,
-        env: {
-          ...checkEnv(target, this.modelRepo, this.tags),
-          MODE: kplus.EnvValue.fromValue('check'),
-          FORCE_REBUILD: this.forceRebuild.envValue(),
-          EXPECTED_REVISION_FILE: kplus.EnvValue.fromValue(this.resolvedRevision.path),
-          EXPECTED_CONFIG_FILE: kplus.EnvValue.fromValue(this.buildConfig.path),
-          VERDICT_FILE: kplus.EnvValue.fromValue(`${VERDICTS}/${target.name}`),
-          ...access.env,
-        },
-        volumeMounts: [scratchMount, ...access.mounts],
-        script: loadScript('check-published.sh'),
-      });
-    }
+    const targets = checkTargetsAccess(this.task, props.targets, this.modelRepo, this.tags);
     this.task.addStep({
-      name: 'decide',
+      name: 'check',
       image: tools,
       env: {
+        ...targets.env,
+        MODE: kplus.EnvValue.fromValue('check'),
         FORCE_REBUILD: this.forceRebuild.envValue(),
-        TARGETS: kplus.EnvValue.fromValue(props.targets.map((t) => t.name).join(' ')),
-        VERDICT_DIR: kplus.EnvValue.fromValue(VERDICTS),
+        EXPECTED_REVISION_FILE: kplus.EnvValue.fromValue(this.resolvedRevision.path),
+        EXPECTED_CONFIG_FILE: kplus.EnvValue.fromValue(this.buildConfig.path),
         RESULT_REBUILD: this.rebuild.pathEnvValue(),
       },
-      volumeMounts: [scratchMount],
-      script: loadScript('decide-rebuild.sh'),
+      volumeMounts: [scratchMount, ...targets.mounts],
+      script: loadScript('check-published.sh'),
     });
   }
 }

@@ -141,22 +141,42 @@ export function addRegistryAccess(task: Task, opts: {
 }
 
 /**
- * The env of a `check-published.sh` step for one target, both modes.
+ * The env and mounts of a `check-published.sh` step, both modes: one step asks every target.
+ * `TARGETS` is a table, one line per target (name, repository, tls-verify, retries, cert dir,
+ * auth mode, auth file; `-` for none): synth-time values only, no param among them.
  *
  * @internal
  */
-export function checkEnv(target: PushTarget, modelRepo: Param, tags: Param): Record<string, kplus.EnvValue> {
+export function checkTargetsAccess(task: Task, targets: PushTarget[], modelRepo: Param, tags: Param): RegistryAccess {
+  const mounts: VolumeMount[] = [];
+  const env: Record<string, kplus.EnvValue> = {};
+  const rows = targets.map((target) => {
+    const access = addRegistryAccess(task, {
+      trust: target.trust,
+      credentials: target.credentials,
+      prefix: target.name,
+      mountPrefix: `/etc/modelcar/${target.name}-`,
+      certDirEnv: 'CERT_DIR',
+      authFileEnv: 'AUTHFILE',
+    });
+    mounts.push(...access.mounts);
+    if (access.env.SA_TOKEN_FILE) env.SA_TOKEN_FILE = access.env.SA_TOKEN_FILE;
+    const value = (name: string) => access.env[name]?.value || '-';
+    return [target.name, target.repository, String(target.trust.tlsVerify), String(target.retries),
+      value('CERT_DIR'), value('AUTH_MODE'), value('AUTHFILE')].join(' ');
+  });
   return {
-    TARGET: kplus.EnvValue.fromValue(target.name),
-    IMAGE: kplus.EnvValue.fromValue(target.repository),
-    IMAGE_TAGS: tags.envValue(),
-    MODEL_REPO: modelRepo.envValue(),
-    TLS_VERIFY: kplus.EnvValue.fromValue(String(target.trust.tlsVerify)),
-    RETRIES: kplus.EnvValue.fromValue(String(target.retries)),
-    TMPDIR: kplus.EnvValue.fromValue('/var/tmp/modelcar/tmp'),
-    // skopeo keeps a blob-info cache under $HOME: in the step's emptyDir, since the
-    // namespace's arbitrary uid has HOME=/ otherwise, which it cannot write.
-    HOME: kplus.EnvValue.fromValue('/var/tmp/modelcar/home'),
+    mounts,
+    env: {
+      TARGETS: kplus.EnvValue.fromValue(rows.join('\n')),
+      IMAGE_TAGS: tags.envValue(),
+      MODEL_REPO: modelRepo.envValue(),
+      ...env,
+      TMPDIR: kplus.EnvValue.fromValue('/var/tmp/modelcar/tmp'),
+      // skopeo keeps a blob-info cache under $HOME: in the step's emptyDir, since the
+      // namespace's arbitrary uid has HOME=/ otherwise, which it cannot write.
+      HOME: kplus.EnvValue.fromValue('/var/tmp/modelcar/home'),
+    },
   };
 }
 

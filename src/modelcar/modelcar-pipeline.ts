@@ -567,10 +567,9 @@ export class ModelcarPipeline extends Construct {
     });
     for (const push of this.pushes) {
       const prefix = resultPrefix(push.target);
-      const r = this.reportPublished._resultsOf(push.target.name);
-      this.pipeline.addResult(`${prefix}_IMAGE_URL`, { value: this.reportTask.result(r.url.name), description: `Image pushed to ${push.target.repository}` });
-      this.pipeline.addResult(`${prefix}_IMAGE_DIGEST`, { value: this.reportTask.result(r.digest.name), description: `Digest served by ${push.target.repository}` });
-      this.pipeline.addResult(`${prefix}_IMAGE_REF`, { value: this.reportTask.result(r.ref.name), description: `Image by digest at ${push.target.repository}` });
+      for (const [kind, description] of IMAGE_RESULTS) {
+        this.pipeline.addResult(`${prefix}_${kind}`, { value: this.imageResult(push.target.name, kind), description: `${description} at ${push.target.repository}` });
+      }
     }
     const pushSeconds = this.pushes.map((push) => push.target.timeout.toSeconds());
     // The check and the report, every attempt of the download, the build, the pushes.
@@ -621,7 +620,12 @@ export class ModelcarPipeline extends Construct {
     if (!push) {
       throw new Error(`modelcar pipeline ${this.node.path} has no push target named "${target}": use one of ${this.pushes.map((p) => `"${p.target.name}"`).join(', ')}`);
     }
-    return this.reportTask.result(`${resultPrefix(push.target)}_${result}`);
+    const digest = this.reportTask.result(this.reportPublished.imageDigest.name);
+    switch (result) {
+      case ImageResult.URL: return `${push.target.repository}:${this.reportTask.result(this.reportPublished.imageTag.name)}`;
+      case ImageResult.DIGEST: return digest;
+      default: return `${push.target.repository}@${digest}`;
+    }
   }
 
   /** Adds a PipelineRun of this pipeline for one model. */
@@ -722,3 +726,10 @@ export class ModelcarPipelineRun extends Construct {
     p.argoCdSync.applyTo(this);
   }
 }
+
+/** The results of each target's published image, made by the pipeline from the report task's two. */
+const IMAGE_RESULTS: Array<[ImageResult, string]> = [
+  [ImageResult.URL, 'The image by its first tag (repository:tag)'],
+  [ImageResult.DIGEST, 'The digest served'],
+  [ImageResult.REF, 'The image by digest (repository@digest)'],
+];

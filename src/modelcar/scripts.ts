@@ -3,12 +3,13 @@ import * as path from 'path';
 
 /**
  * A line that sources a shared script from beside the script itself:
- * `. "$(dirname "$0")/registry-errors.sh"`. Run on its own, the script sources the file;
+ * `. "$(dirname "$0")/registry-errors.sh"`, at the start of a line or indented (inside a
+ * function, to run it there). Run on its own, the script sources the file;
  * at synth the line is replaced by the file's text, since Tekton runs one self-contained
  * script per step (it is written to /tekton/scripts/ under a generated name, with
  * nothing beside it).
  */
-const SOURCE_LINE = /^(?:# shellcheck [^\n]*source=[\w.-]+\n)?\. "\$\(dirname "\$0"\)\/([\w-]+\.sh)"\n/gm;
+const SOURCE_LINE = /^(?:[ \t]*# shellcheck [^\n]*source=[\w.-]+\n)?[ \t]*\. "\$\(dirname "\$0"\)\/([\w-]+\.sh)"\n/gm;
 
 /**
  * Reads a step script that lives beside this file in `scripts/` (copied to `lib/` at

@@ -3,6 +3,7 @@ import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ParamType, ParamValue } from './params';
 import { Pipeline, PipelineTask } from './pipeline';
+import { checkLastApplied } from './pod-limits';
 import { canonicalJson, RUN_NAME_HASH_LENGTH, runInputsDigest, validateNameFromInputs } from './run-name';
 import { renderResources } from './step';
 import { goDuration, undefinedIfEmpty, validateObjectName } from './util';
@@ -475,7 +476,7 @@ export class PipelineRun extends Construct {
 
   private validateRun(): string[] {
     const where = `pipelinerun ${this.node.path}`;
-    const errors: string[] = this.validateNaming();
+    const errors: string[] = [...this.validateNaming(), ...checkLastApplied(where, this.apiObject.toJson())];
     const declared = new Map(this.pipeline.params.map((x) => [x.name, x]));
     for (const [name, value] of Object.entries(this.props.params ?? {})) {
       const param = declared.get(name);

@@ -1,6 +1,7 @@
 import { ApiObject, Duration, Lazy } from 'cdk8s';
 import { Construct } from 'constructs';
 import { Param, ParamOptions, ParamValue } from './params';
+import { checkLastApplied } from './pod-limits';
 import { Task } from './task';
 import { checkUnique, findVariables, goDuration, undefinedIfEmpty, validateDnsLabel, validateObjectName } from './util';
 import { PipelineWorkspace, PipelineWorkspaceOptions } from './workspaces';
@@ -408,6 +409,8 @@ export class Pipeline extends Construct {
         break;
       }
     }
+    // An embedded task's spec is inside the Pipeline's JSON (pod-limits.ts).
+    errors.push(...checkLastApplied(where, this.apiObject.toJson()));
     return errors;
   }
 

@@ -33,7 +33,7 @@ describe('ModelcarPipeline', () => {
       ['push-mirror', ['push-quay']], ['push-internal', ['push-mirror']], ['report-published', ['push-internal']], ['register', ['report-published']],
     ]);
     // The user's task takes the report's result, which exists whether the pushes ran or not.
-    expect(p.find((t: any) => t.name === 'register').params).toEqual([{ name: 'IMAGE_REF', value: '$(tasks.report-published.results.QUAY_IMAGE_REF)' }]);
+    expect(p.find((t: any) => t.name === 'register').params).toEqual([{ name: 'IMAGE_REF', value: 'quay.io/org/model@$(tasks.report-published.results.IMAGE_DIGEST)' }]);
     const run = doc(docs, 'PipelineRun').spec;
     expect(run.params).toContainEqual({ name: 'MODEL_INCLUDE', value: '*.safetensors *.json' });
     expect(run.params).toContainEqual({ name: 'IMAGE_TAGS', value: 'v1 latest' });

@@ -239,7 +239,7 @@ describe('the release tarball', () => {
       ]);
       const register = pipeline.spec.tasks.find((t: any) => t.name === 'register');
       expect(register.taskRef).toEqual({ name: 'register-model', kind: 'Task' });
-      expect(register.params).toEqual([{ name: 'IMAGE_REF', value: '$(tasks.report-published.results.MIRROR_IMAGE_REF)' }]);
+      expect(register.params).toEqual([{ name: 'IMAGE_REF', value: expect.stringMatching(/^registry\.example\.com:5000\/models\/[\w.-]+@\$\(tasks\.report-published\.results\.IMAGE_DIGEST\)$/) }]);
     }
     const run_ = (variant: string) => docs.find((d) => d.kind === 'PipelineRun' && d.metadata.name.startsWith(`${variant}-`)
       && /^[0-9a-f]{10}$/.test(d.metadata.name.slice(variant.length + 1))).spec;
