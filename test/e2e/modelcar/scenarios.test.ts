@@ -292,7 +292,8 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     expect(denied.tasks['push-internal'].steps.find((s) => s.name === 'push')!.reason).not.toBe('Completed');
     await expectNothingPushed('perm-denied');
 
-    const ok = await runScenario('perm-ok', { freshVolumeMode: 0o770 });
+    // The same cluster, with the generated securityContext: passes.
+    const ok = await runScenario('perm-ok', { freshVolumeMode: 0o770, extra: { scc: undefined, imageUsers: undefined } });
     expect(statuses(ok)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Succeeded']);
     expect(ok.tasks['push-internal'].steps[0].log).toContain(`artifact is readable by uid ${FS_GROUP}`);
   });
