@@ -180,10 +180,11 @@ describe('ModelcarPipeline', () => {
       expect(() => m.imageResult('quay', 'DIGEST' as ImageResult))
         .toThrow('modelcar pipeline test/m: result "DIGEST" is not an ImageResult: use ImageResult.URL, ImageResult.DIGEST or ImageResult.REF');
     });
-    test('each ImageResult names the report task\'s result of that target', () => {
+    test('each ImageResult is made from the report task\'s two results and that target\'s repository', () => {
       const m = new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal(), quay()] });
       expect([ImageResult.URL, ImageResult.DIGEST, ImageResult.REF].map((r) => m.imageResult('quay', r))).toEqual([
-        '$(tasks.report-published.results.QUAY_IMAGE_URL)', '$(tasks.report-published.results.QUAY_IMAGE_DIGEST)', '$(tasks.report-published.results.QUAY_IMAGE_REF)',
+        'quay.io/org/model:$(tasks.report-published.results.IMAGE_TAG)', '$(tasks.report-published.results.IMAGE_DIGEST)',
+        'quay.io/org/model@$(tasks.report-published.results.IMAGE_DIGEST)',
       ]);
     });
     test('fails when the hub endpoint is not https', () => {
