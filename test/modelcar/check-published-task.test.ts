@@ -97,7 +97,7 @@ describe('skip what is published', () => {
     expect(check.steps.map((s: any) => s.name)).toEqual(['debug', 'resolve', 'config', 'check-internal', 'check-quay', 'decide']);
     const env = (step: string) => Object.fromEntries(check.steps.find((s: any) => s.name === step).env
       .map((e: any) => [e.name, e.value ?? e.valueFrom]));
-    expect(env('resolve')).toMatchObject({ HF_RESOLVE_ONLY: 'true', HF_REVISION: '$(params.MODEL_REVISION)', RESOLVED_REVISION_FILE: '$(results.MODEL_RESOLVED_REVISION.path)' });
+    expect(env('resolve')).toMatchObject({ HF_REVISION: '$(params.MODEL_REVISION)', RESOLVED_REVISION_FILE: '$(results.MODEL_RESOLVED_REVISION.path)' });
     expect(env('resolve').MODEL_DIR).toBeUndefined();
     expect(env('check-internal')).toMatchObject({
       MODE: 'check', IMAGE: 'image-registry.openshift-image-registry.svc:5000/ai/modelcars', CERT_DIR: '/etc/modelcar/internal-certs', TLS_VERIFY: 'true',
