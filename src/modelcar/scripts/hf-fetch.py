@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
-"""Downloads one commit of a Hugging Face model repository into MODEL_DIR over parallel connections and
-writes its SHA256SUMS: download-model's fetch step. Inputs come from the environment only (README, "The
-download"). Exit status 0, 2 for a configuration error, 1 for any other failure. Each
-`from hf_x import *` line is replaced by hf_x.py at synth (loadScript in scripts.ts)."""
+"""download-model's fetch step: one commit of a Hugging Face model repository into MODEL_DIR, over parallel
+connections, and its SHA256SUMS. Inputs: the environment only (README, "The download"). Exit status 0, 2 for
+bad configuration, 1 for any other failure. `from hf_x import *` embeds hf_x.py at synth (scripts.ts)."""
 
 import os
 import shutil
@@ -19,30 +18,29 @@ from hf_transfer import *
 class DownloadConfig(Config):
     def __init__(self):
         super().__init__()
-        model_dir = env("MODEL_DIR").strip()
+        model_dir = env("MODEL_DIR")
         if not model_dir:
             raise ConfigError("MODEL_DIR is required (the destination directory)")
         self.model_dir = os.path.abspath(model_dir)
         parent = os.path.dirname(self.model_dir)
-        self.state_dir = os.path.abspath(env("STATE_DIR", os.path.join(parent, ".download")).strip())
-        self.sums_file = os.path.abspath(env("SUMS_FILE", os.path.join(parent, "SHA256SUMS")).strip())
+        self.state_dir = os.path.abspath(env("STATE_DIR", os.path.join(parent, ".download")))
+        self.sums_file = os.path.abspath(env("SUMS_FILE", os.path.join(parent, "SHA256SUMS")))
         for what, path in (("STATE_DIR", self.state_dir), ("SUMS_FILE", self.sums_file)):
             if os.path.commonpath([self.model_dir, path]) == self.model_dir:
-                raise ConfigError("%s=%s must be outside MODEL_DIR=%s: a repo file could collide with it" % (what, path, self.model_dir))
+                raise ConfigError(f"{what}={path} must be outside MODEL_DIR={self.model_dir}: a repo file could collide with it")
         self.connections = env_number("HF_CONNECTIONS", 8, int, 1, 64)
         self.chunk_bytes = env_number("HF_CHUNK_BYTES", 32 * MIB, int, 64 * 1024, 1024 * MIB)
         self.progress_interval = env_number("PROGRESS_INTERVAL_SECONDS", 10.0, float, 0.1, 3600.0)
         self.image_factor = env_number("IMAGE_BYTES_PER_MODEL_BYTE", 1.0, float, 0.0, 100.0)
-        self.builder = env("BUILDER", "oci-layout").strip()
+        self.builder = env("BUILDER", "oci-layout")
 
 
 def fetch(cfg):
-    log_start("hf-fetch", cfg, "; connections: %d; range: %s; attempts without progress: %d; deadline: %s; timeout: %gs"
-              % (cfg.connections, human_bytes(cfg.chunk_bytes), cfg.retries, human_seconds(cfg.deadline_seconds), cfg.timeout))
+    log_start("hf-fetch", cfg, f"; connections: {cfg.connections}; range: {human_bytes(cfg.chunk_bytes)}; attempts without progress: "
+              f"{cfg.retries}; deadline: {human_seconds(cfg.deadline_seconds)}; timeout: {cfg.timeout:g}s")
     sha, files, selected = resolve_files(cfg)
     total = sum(f.size for f in selected)
-    log("selected %d of %d files, %s, into %s" % (len(selected), len(files), human_bytes(total), cfg.model_dir))
-
+    log(f"selected {len(selected)} of {len(files)} files, {human_bytes(total)}, into {cfg.model_dir}")
     os.makedirs(cfg.model_dir, mode=0o775, exist_ok=True)
     os.makedirs(cfg.state_dir, mode=0o775, exist_ok=True)
     states = [FileState(cfg, sha, f) for f in selected]
@@ -53,28 +51,23 @@ def fetch(cfg):
     partial = sum(s.file.size for s in todo if os.path.exists(s.data_path))
     check_space(cfg, total, sum(s.file.size for s in todo) - partial, kept_bytes + partial)
     if kept:
-        log("kept %d file(s), %s, verified by an earlier attempt: %s%s" % (len(kept), human_bytes(kept_bytes),
-            ", ".join(s.file.path for s in kept[:10]), " ..." if len(kept) > 10 else ""))
+        log(f"kept {len(kept)} file(s), {human_bytes(kept_bytes)}, verified by an earlier attempt: "
+            + ", ".join(s.file.path for s in kept[:10]) + (" ..." if len(kept) > 10 else ""))
     for s in todo:
         s.open()
     resumed = sum(s.resumed_bytes for s in todo)
     if resumed:
-        log("resuming %s of partial files from an earlier attempt" % human_bytes(resumed))
+        log(f"resuming {human_bytes(resumed)} of partial files from an earlier attempt")
     # Small files first (they are quick, and a missing one fails early), then the large ones range by range.
     todo.sort(key=lambda s: (s.file.sha256 is not None, s.file.size, s.file.path))
-
-    progress = Progress(cfg, total, len(selected))
-    progress.base = kept_bytes + resumed
-    progress.files_done = len(kept)
-    transfer = Transfer(cfg, todo, progress)
-    started = time.monotonic()
-    threading.Thread(target=progress.run, name="progress", daemon=True).start()
+    transfer = Transfer(cfg, todo, total, len(kept), kept_bytes + resumed)
+    threading.Thread(target=transfer.report, daemon=True).start()
     try:
         # Files whose every range was complete already (a retry stopped while hashing): hash them now.
         for s in todo:
             if not s.pending():
                 transfer.hashq.put(s)
-        # A second round only if a resumed file failed its check and starts over (its jobs are back in the queue).
+        # Another round only if a resumed file failed its check and starts over (its jobs are back in the queue).
         for _round in range(3):
             if not transfer.jobs or transfer.error is not None:
                 break
@@ -85,27 +78,25 @@ def fetch(cfg):
                 for w in workers:
                     w.join(0.2)
                 if transfer.error is None and cfg.left() <= 0:
-                    transfer.fail(FetchError("the download did not finish within its deadline (HF_DEADLINE_SECONDS=%g); "
-                                             "what was received is kept for a retry" % cfg.deadline_seconds))
+                    transfer.fail(FetchError(f"the download did not finish within its deadline (HF_DEADLINE_SECONDS={cfg.deadline_seconds:g}); "
+                                             "what was received is kept for a retry"))
             transfer.hashq.join()
         transfer.hashq.join()
         if transfer.error is not None:
             raise transfer.error
     finally:
         transfer.hashq.put(None)
-        progress.stop.set()
+        transfer.stop.set()
         for s in todo:
             s.close()
     unfinished = [s.file.path for s in todo if not s.finished]
     if unfinished:
-        raise FetchError("internal: %d file(s) did not complete: %s" % (len(unfinished), ", ".join(unfinished[:5])))
-    elapsed = time.monotonic() - started
-    progress.line()
-    check_model_dir(cfg, selected)
+        raise FetchError(f"internal: {len(unfinished)} file(s) did not complete: {', '.join(unfinished[:5])}")
+    elapsed = time.monotonic() - transfer.started
+    transfer.progress()
     write_sums(cfg, selected)
-    log("downloaded %d files (%d kept from an earlier attempt), %s in %.1fs (%s, %d ranged requests) from %s@%s; SHA256SUMS in %s"
-        % (len(selected), len(kept), human_bytes(progress.done), elapsed, mib_per_second(progress.done, elapsed),
-           transfer.ranged, cfg.repo, sha, cfg.sums_file))
+    log(f"downloaded {len(selected)} files ({len(kept)} kept from an earlier attempt), {human_bytes(transfer.done)} in {elapsed:.1f}s "
+        f"({mib_per_second(transfer.done, elapsed)}, {transfer.ranged} ranged requests) from {cfg.repo}@{sha}; SHA256SUMS in {cfg.sums_file}")
     # Every file has its final name and its digest is in SUMS_FILE: the state (records, no data) can go.
     shutil.rmtree(cfg.state_dir, ignore_errors=True)
     write_results(cfg, sha, total)

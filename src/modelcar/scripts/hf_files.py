@@ -1,5 +1,4 @@
-"""The download on disk: each file's state (for resume), its checks and atomic final name, the disk
-space preflight, SHA256SUMS."""
+"""The download on disk: file state (for resume), checks, atomic final names, disk preflight, SHA256SUMS."""
 
 import hashlib
 import json
@@ -10,40 +9,30 @@ import urllib.parse
 
 from hf_hub import *
 
-# Room for what the byte counts cannot foresee: the base image, manifests, file system overhead.
-SPACE_MARGIN_MIN = 64 * MIB
-SPACE_MARGIN_RATIO = 0.02
-
 
 class DigestMismatch(FetchError):
     pass
 
 
-def inside(root, path):
-    root = os.path.realpath(root)
-    return os.path.commonpath([root, os.path.realpath(path)]) == root
-
-
 def fsync_dir(path):
     try:
         fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        pass  # a file system that cannot sync a directory: the rename is atomic all the same
 
 
-def remove_quietly(path):
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        log("  warning: could not remove %s: %s" % (path, e))
+def remove_quietly(*paths):
+    for path in paths:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log(f"  warning: could not remove {path}: {e}")
 
 
 def write_atomic(path, data):
@@ -54,20 +43,28 @@ def write_atomic(path, data):
     os.replace(path + ".tmp", path)
 
 
-class FileState(object):
-    """One repo file being downloaded: a preallocated file in STATE_DIR written at offsets by several
-    connections, hashed in order as its ranges complete, then checked and renamed into MODEL_DIR.
+def read_record(path):
+    try:
+        with open(path) as handle:
+            record = json.load(handle)
+        return record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
-    STATE_DIR/<key>.data holds the bytes, <key>.json the ranges complete (for a Tekton retry), <key>.done
-    the checked sha256 (written before the rename, so that a kept file's digest is known)."""
+
+class FileState(object):
+    """A repo file being downloaded: STATE_DIR/<key>.data, preallocated, written at offsets by several
+    connections and hashed in order as its ranges complete, is checked, then renamed into MODEL_DIR.
+    <key>.json lists the ranges complete (for a Tekton retry), <key>.done the checked sha256 (written
+    before the rename, so that a kept file's digest is known)."""
 
     def __init__(self, cfg, sha, repo_file):
         self.cfg = cfg
         self.file = repo_file
-        key = hashlib.sha256(("%s\0%s\0%s" % (repo_file.path, repo_file.blob_id, repo_file.sha256)).encode("utf-8")).hexdigest()[:40]
+        key = hashlib.sha256(f"{repo_file.path}\0{repo_file.blob_id}\0{repo_file.sha256}".encode()).hexdigest()[:40]
         self.data_path, self.state_path, self.done_path = (os.path.join(cfg.state_dir, key + x) for x in (".data", ".json", ".done"))
-        self.dest = os.path.join(cfg.model_dir, *repo_file.parts)
-        self.url = "%s/%s/resolve/%s/%s" % (cfg.endpoint, cfg.repo, sha, urllib.parse.quote(repo_file.path))
+        self.dest = os.path.join(cfg.model_dir, *repo_file.path.split("/"))
+        self.url = f"{cfg.endpoint}/{cfg.repo}/resolve/{sha}/{urllib.parse.quote(repo_file.path)}"
         self.sha = sha
         # Files kept in git are small: one request. LFS files come in ranges.
         self.chunk = cfg.chunk_bytes if repo_file.sha256 else max(repo_file.size, 1)
@@ -76,55 +73,38 @@ class FileState(object):
         self.fd = None
         self.direct_url = None  # the CDN URL a redirect gave ("" if none), reused for the other ranges
         self.resolve_lock = threading.Lock()
-        self.finished = False
-        self.restarted = False
+        self.finished = self.restarted = False
         self.reset()
 
     def reset(self):
         self.complete = [False] * self.chunks
-        self.hashed_chunks = 0
-        self.resumed_bytes = 0
+        self.hashed_chunks = self.resumed_bytes = 0
         self.sha256 = hashlib.sha256()
         self.git = hashlib.sha1(b"blob %d\0" % self.file.size) if self.file.sha256 is None else None
 
     def kept(self):
         """True if an earlier attempt checked this file and gave it its final name (a Tekton retry)."""
-        try:
-            with open(self.done_path) as handle:
-                record = json.load(handle)
-            size = os.stat(self.dest).st_size
-        except (OSError, ValueError):
-            return False
-        if not isinstance(record, dict) or record.get("size") != self.file.size or size != self.file.size:
-            return False
+        record = read_record(self.done_path)
         digest = record.get("sha256")
-        if not isinstance(digest, str) or not SHA256_RE.match(digest) or self.file.sha256 not in (None, digest):
+        if not os.path.isfile(self.dest) or os.path.getsize(self.dest) != self.file.size or record.get("size") != self.file.size \
+                or not SHA256_RE.match(str(digest)) or self.file.sha256 not in (None, digest):
             return False
         self.file.digest = digest
         return True
 
     def open(self):
         """Opens (or reopens, on a retry) the data file, preallocated to the file's size."""
-        state = None
-        if os.path.exists(self.data_path):
-            try:
-                with open(self.state_path) as handle:
-                    state = json.load(handle)
-            except (OSError, ValueError):
-                pass
-            if not (isinstance(state, dict) and state.get("size") == self.file.size and state.get("chunk") == self.chunk
-                    and os.path.getsize(self.data_path) == self.file.size):
-                state = None
-        if state is None:
-            remove_quietly(self.data_path)
-            remove_quietly(self.state_path)
+        state = read_record(self.state_path)
+        resume = os.path.isfile(self.data_path) and os.path.getsize(self.data_path) == self.file.size \
+            and state.get("size") == self.file.size and state.get("chunk") == self.chunk
+        if not resume:
+            remove_quietly(self.data_path, self.state_path)
         self.fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT, 0o664)
-        if state is None:
-            if self.file.size > 0:
-                try:
-                    os.posix_fallocate(self.fd, 0, self.file.size)
-                except OSError:
-                    os.ftruncate(self.fd, self.file.size)
+        if not resume:
+            try:
+                os.posix_fallocate(self.fd, 0, self.file.size)
+            except OSError:  # a file system without it (or a size of 0): a sparse file
+                os.ftruncate(self.fd, self.file.size)
             self.save_state()
             return
         for index in state.get("complete", []):
@@ -151,45 +131,42 @@ class FileState(object):
             self.save_state()
 
     def advance(self):
-        """Hashes the ranges complete in order since the last call (the hasher thread only);
-        True once the whole file is hashed."""
+        """Hashes the ranges complete in order since the last call (the hasher thread only); True once the
+        whole file is. Reads back from the page cache: ranges complete out of order, and holding them in
+        memory until their turn would cost connections x chunk of RAM."""
         while True:
             with self.lock:
-                nxt = self.hashed_chunks
-                if nxt >= self.chunks or not self.complete[nxt]:
-                    return nxt >= self.chunks
-            # Read back from the page cache just after it was written: ranges complete out of order, and
-            # holding them in memory until their turn would cost connections x chunk of RAM.
-            pos, end = self.chunk_start(nxt), self.chunk_end(nxt)
+                index = self.hashed_chunks
+                if index >= self.chunks or not self.complete[index]:
+                    return index >= self.chunks
+            pos, end = self.chunk_start(index), self.chunk_end(index)
             while pos < end:
-                data = os.pread(self.fd, min(READ_SIZE * 4, end - pos), pos)
+                data = os.pread(self.fd, min(4 * MIB, end - pos), pos)
                 if not data:
-                    raise FetchError("%s: the temporary file is shorter than the hub's size" % self.file.path)
+                    raise FetchError(f"{self.file.path}: the temporary file is shorter than the hub's size")
                 self.sha256.update(data)
-                if self.git is not None:
+                if self.git:
                     self.git.update(data)
                 pos += len(data)
-            with self.lock:
-                self.hashed_chunks = nxt + 1
+            self.hashed_chunks = index + 1
 
     def finish(self):
         """Checks the whole file and gives it its final name (atomic)."""
-        digest = self.sha256.hexdigest()
-        if self.file.sha256 is not None and digest != self.file.sha256:
-            raise DigestMismatch("sha256 mismatch for %s: the hub listed %s, the downloaded file has %s"
-                                 % (self.file.path, self.file.sha256, digest))
-        if self.git is not None and self.git.hexdigest() != self.file.blob_id:
-            raise DigestMismatch("git blob id mismatch for %s: the hub listed %s, the downloaded file has %s"
-                                 % (self.file.path, self.file.blob_id, self.git.hexdigest()))
+        digest, path = self.sha256.hexdigest(), self.file.path
+        if self.file.sha256 not in (None, digest):
+            raise DigestMismatch(f"sha256 mismatch for {path}: the hub listed {self.file.sha256}, the downloaded file has {digest}")
+        if self.git and self.git.hexdigest() != self.file.blob_id:
+            raise DigestMismatch(f"git blob id mismatch for {path}: the hub listed {self.file.blob_id}, the downloaded file has {self.git.hexdigest()}")
         os.fsync(self.fd)
         self.close()
         parent = os.path.dirname(self.dest)
+        model_dir = os.path.realpath(self.cfg.model_dir)
         for _ in range(2):  # before creating the directories, and after (a symlink could redirect them)
-            if not inside(self.cfg.model_dir, parent):
-                raise FetchError("refusing to write %s: it resolves outside MODEL_DIR" % self.file.path)
+            if os.path.commonpath([model_dir, os.path.realpath(parent)]) != model_dir:
+                raise FetchError(f"refusing to write {path}: it resolves outside MODEL_DIR")
             os.makedirs(parent, mode=0o775, exist_ok=True)
         os.chmod(self.data_path, 0o664)
-        write_atomic(self.done_path, json.dumps({"path": self.file.path, "size": self.file.size, "sha256": digest}))
+        write_atomic(self.done_path, json.dumps({"path": path, "size": self.file.size, "sha256": digest}))
         os.replace(self.data_path, self.dest)
         fsync_dir(parent)
         remove_quietly(self.state_path)
@@ -199,8 +176,7 @@ class FileState(object):
     def discard(self):
         """Throws away what an earlier attempt left (it did not check out): the file starts over."""
         self.close()
-        remove_quietly(self.data_path)
-        remove_quietly(self.state_path)
+        remove_quietly(self.data_path, self.state_path)
         self.reset()
         self.open()
 
@@ -211,36 +187,29 @@ class FileState(object):
 
 
 def check_space(cfg, total, still_needed, kept):
-    """Before the first byte: the volume must hold the rest of the model, the image the build writes
-    beside it, and a margin."""
+    """Before the first byte: the volume must hold the rest of the model, the image the build writes beside
+    it, and a margin for what the byte counts cannot foresee (base image, manifests, file system)."""
     os.makedirs(cfg.state_dir, mode=0o775, exist_ok=True)
     usage = shutil.disk_usage(cfg.state_dir)
     image = int(total * cfg.image_factor)
-    margin = max(SPACE_MARGIN_MIN, int((total + image) * SPACE_MARGIN_RATIO))
+    margin = max(64 * MIB, int((total + image) * 0.02))
     need = still_needed + image + margin
     free, size, need_h, still_h, image_h, margin_h = map(human_bytes, (usage.free, usage.total, need, still_needed, image, margin))
-    log("disk space: %s free of %s on the run's volume; this run needs %s more (model files still to fetch %s, "
-        "the image the %s builder writes %s, margin %s)%s" % (free, size, need_h, still_h, cfg.builder, image_h, margin_h,
-                                                              "; %s already on the volume" % human_bytes(kept) if kept else ""))
+    log(f"disk space: {free} free of {size} on the run's volume; this run needs {need_h} more (model files still to fetch {still_h}, "
+        f"the image the {cfg.builder} builder writes {image_h}, margin {margin_h})" + (f"; {human_bytes(kept)} already on the volume" if kept else ""))
     if usage.free < need:
-        raise FetchError("not enough space on the run's volume: %s free (of %s), the run needs %s (model %s still to fetch + image %s "
-                         "+ margin %s); nothing was downloaded. Give the run more storage (addRun(..., { storage: Size.gibibytes(%d) }) "
-                         "or more), or free space on its claim"
-                         % (free, size, need_h, still_h, image_h, margin_h, -(-(total + image + margin) // 1024 ** 3) + 1))
-
-
-def check_model_dir(cfg, files):
-    """The model directory holds exactly the selected files (nothing stray from elsewhere)."""
-    found = {os.path.relpath(os.path.join(root, name), cfg.model_dir).replace(os.sep, "/")
-             for root, _dirs, names in os.walk(cfg.model_dir) for name in names}
-    wanted = {f.path for f in files}
-    extra, missing = sorted(found - wanted), sorted(wanted - found)
-    if extra or missing:
-        raise FetchError("%s does not hold exactly the selected files: unexpected %s, missing %s"
-                         % (cfg.model_dir, extra[:5] or "none", missing[:5] or "none"))
+        raise FetchError(f"not enough space on the run's volume: {free} free (of {size}), the run needs {need_h} (model {still_h} still to fetch "
+                         f"+ image {image_h} + margin {margin_h}); nothing was downloaded. Give the run more storage (addRun(..., "
+                         f"{{ storage: Size.gibibytes({-(-(total + image + margin) // 1024 ** 3) + 1}) }}) or more), or free space on its claim")
 
 
 def write_sums(cfg, files):
-    """SHA256SUMS from the digests checked during the download, in the byte order of the paths."""
-    write_atomic(cfg.sums_file, "".join("%s  %s\n" % (f.digest, f.path) for f in sorted(files, key=lambda f: f.path.encode())))
+    """Checks that the model directory holds exactly the selected files (nothing stray from elsewhere), and
+    writes their checked digests to SHA256SUMS, in the byte order of the paths."""
+    found = {os.path.relpath(os.path.join(root, name), cfg.model_dir).replace(os.sep, "/")
+             for root, _dirs, names in os.walk(cfg.model_dir) for name in names}
+    extra, missing = sorted(found - {f.path for f in files}), sorted({f.path for f in files} - found)
+    if extra or missing:
+        raise FetchError(f"{cfg.model_dir} does not hold exactly the selected files: unexpected {extra[:5] or 'none'}, missing {missing[:5] or 'none'}")
+    write_atomic(cfg.sums_file, "".join(f"{f.digest}  {f.path}\n" for f in sorted(files, key=lambda f: f.path.encode())))
     fsync_dir(os.path.dirname(cfg.sums_file))
