@@ -34,6 +34,7 @@ const TOP_LEVEL_NAME = /^(?:(?:async[ \t]+)?def[ \t]+(\w+)|class[ \t]+(\w+)|(\w+
  *   level: a sourced script sources nothing);
  * - Python: each `from x import *` line is replaced by the modules `x.py` needs (its own
  *   `from y import *` lines), then `x.py` itself, in dependency order, each module once.
+ *   A standard module imported again (`import os`) is imported once, at its first line.
  *   Embedded, every module shares the step script's namespace; run from the source tree,
  *   `import *` gives the script the module's public names. The two behave alike as long as
  *   no two files define the same top-level name, no module runs code when loaded
@@ -79,7 +80,13 @@ function embedModules(name: string, text: string, dir: string): string {
       .map(([m, body]) => `# --- ${m}.py, embedded at synth ---\n${body}# --- end of ${m}.py ---\n`).join('');
   });
   checkNamesOnce(name, [[name, text], ...[...modules].map(([m, body]): [string, string] => [`${m}.py`, body])]);
-  return embedded;
+  // A module imported again at the top level is a no-op: keep its first import only.
+  const imported = new Set<string>();
+  return embedded.replace(/^import [\w.]+\n/gm, (line) => {
+    if (imported.has(line)) return '';
+    imported.add(line);
+    return line;
+  });
 }
 
 /** The modules a Python file embeds, in the order of its lines. */

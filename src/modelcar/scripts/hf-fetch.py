@@ -103,7 +103,7 @@ def fetch(cfg):
 
 
 if __name__ == "__main__":
-    # The connections hand the GIL over at every TLS record (16 KiB): a shorter switch interval keeps a thread
-    # whose read returned from waiting up to 5 ms for it, which on a busy node costs each connection its pace.
+    # Connections hand the GIL over at each 16 KiB TLS record: a thread whose read returned waits for it up to
+    # the switch interval (5 ms by default), which on a busy node costs each connection its pace.
     sys.setswitchinterval(0.0005)
     sys.exit(run_step("hf-fetch", DownloadConfig, fetch))

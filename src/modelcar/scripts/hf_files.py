@@ -53,10 +53,8 @@ def read_record(path):
 
 
 class FileState(object):
-    """A repo file being downloaded: STATE_DIR/<key>.data, preallocated, written at offsets by several
-    connections and hashed in order as its ranges complete, is checked, then renamed into MODEL_DIR.
-    <key>.json lists the ranges complete (for a Tekton retry), <key>.done the checked sha256 (written
-    before the rename, so that a kept file's digest is known)."""
+    """A file being downloaded into STATE_DIR/<key>.data, its ranges complete in <key>.json (for a Tekton
+    retry), its checked sha256 in <key>.done (written before the rename into MODEL_DIR: a kept file's digest)."""
 
     def __init__(self, cfg, sha, repo_file):
         self.cfg = cfg
@@ -83,7 +81,6 @@ class FileState(object):
         self.git = hashlib.sha1(b"blob %d\0" % self.file.size) if self.file.sha256 is None else None
 
     def kept(self):
-        """True if an earlier attempt checked this file and gave it its final name (a Tekton retry)."""
         record = read_record(self.done_path)
         digest = record.get("sha256")
         if not os.path.isfile(self.dest) or os.path.getsize(self.dest) != self.file.size or record.get("size") != self.file.size \
@@ -93,7 +90,6 @@ class FileState(object):
         return True
 
     def open(self):
-        """Opens (or reopens, on a retry) the data file, preallocated to the file's size."""
         state = read_record(self.state_path)
         resume = os.path.isfile(self.data_path) and os.path.getsize(self.data_path) == self.file.size \
             and state.get("size") == self.file.size and state.get("chunk") == self.chunk
@@ -131,9 +127,8 @@ class FileState(object):
             self.save_state()
 
     def advance(self):
-        """Hashes the ranges complete in order since the last call (the hasher thread only); True once the
-        whole file is. Reads back from the page cache: ranges complete out of order, and holding them in
-        memory until their turn would cost connections x chunk of RAM."""
+        """Hashes the ranges complete in order (the hasher thread only); True once the whole file is. Reads from
+        the page cache: holding out-of-order ranges in memory would cost connections x chunk of RAM."""
         while True:
             with self.lock:
                 index = self.hashed_chunks
@@ -151,7 +146,6 @@ class FileState(object):
             self.hashed_chunks = index + 1
 
     def finish(self):
-        """Checks the whole file and gives it its final name (atomic)."""
         digest, path = self.sha256.hexdigest(), self.file.path
         if self.file.sha256 not in (None, digest):
             raise DigestMismatch(f"sha256 mismatch for {path}: the hub listed {self.file.sha256}, the downloaded file has {digest}")
@@ -174,7 +168,6 @@ class FileState(object):
         self.finished = True
 
     def discard(self):
-        """Throws away what an earlier attempt left (it did not check out): the file starts over."""
         self.close()
         remove_quietly(self.data_path, self.state_path)
         self.reset()
@@ -187,8 +180,8 @@ class FileState(object):
 
 
 def check_space(cfg, total, still_needed, kept):
-    """Before the first byte: the volume must hold the rest of the model, the image the build writes beside
-    it, and a margin for what the byte counts cannot foresee (base image, manifests, file system)."""
+    """Before the first byte: room for the rest of the model, the image the build writes beside it, and a
+    margin for what the counts cannot foresee (base image, manifests, file system)."""
     os.makedirs(cfg.state_dir, mode=0o775, exist_ok=True)
     usage = shutil.disk_usage(cfg.state_dir)
     image = int(total * cfg.image_factor)
@@ -204,8 +197,7 @@ def check_space(cfg, total, still_needed, kept):
 
 
 def write_sums(cfg, files):
-    """Checks that the model directory holds exactly the selected files (nothing stray from elsewhere), and
-    writes their checked digests to SHA256SUMS, in the byte order of the paths."""
+    """MODEL_DIR holds exactly the selected files: their checked digests go to SHA256SUMS, by path bytes."""
     found = {os.path.relpath(os.path.join(root, name), cfg.model_dir).replace(os.sep, "/")
              for root, _dirs, names in os.walk(cfg.model_dir) for name in names}
     extra, missing = sorted(found - {f.path for f in files}), sorted({f.path for f in files} - found)

@@ -164,8 +164,7 @@ class Config(object):
 
 
 def open_url(cfg, url, extra=None):
-    """GET url, following redirects; the token goes to the hub's host only (a CDN URL is signed, no other
-    host may see it). Returns a 2xx response or raises HTTPError."""
+    """GET url, following redirects; the token only to the hub's host (a CDN URL is signed, no other host may see it)."""
     current = url
     for _ in range(MAX_REDIRECTS + 1):
         check_url_allowed(current, "URL")
@@ -206,8 +205,7 @@ def server_wait(headers):
 
 
 def classify(exc, cfg, what, not_found):
-    """A request's exception as RetryableError, FetchError, EntryNotFound (a 404 when not_found is None:
-    the caller decides) or None (not a request failure)."""
+    """A request's exception as RetryableError, FetchError, EntryNotFound (a 404 when not_found is None) or None."""
     if isinstance(exc, (RetryableError, FetchError, ConfigError, EntryNotFound)):
         return exc
     if isinstance(exc, urllib.error.HTTPError):
@@ -237,9 +235,8 @@ def classify(exc, cfg, what, not_found):
 
 
 class Budget(object):
-    """The retries of one request: attempts in a row without progress (one that received bytes resets the
-    count and the backoff: a CDN cutting connections every few hundred MiB never exhausts it), within the
-    deadline; a wait the server asks for (Retry-After, RateLimit) is waited out."""
+    """The retries of one request: attempts in a row without progress (so a CDN that cuts every few hundred
+    MiB never exhausts them), within the deadline; a wait the server asks for is waited out."""
 
     def __init__(self, cfg):
         self.cfg = cfg

@@ -22,7 +22,7 @@ def mib_per_second(n, seconds):
 
 
 class Transfer(object):
-    """N connections over a shared queue of (file, range) jobs, and the counters of the progress line."""
+    """N connections over a shared queue of (file, range) jobs; the counters of the progress line."""
 
     def __init__(self, cfg, states, total, files_done, base):
         self.cfg = cfg
@@ -38,8 +38,7 @@ class Transfer(object):
         self.done = self.last_done = self.active = 0  # bytes written by this attempt; connections in use
         self.started = self.last_time = time.monotonic()
         self.stop = threading.Event()
-        # One thread hashes (and checks, syncs, renames) while the connections keep downloading:
-        # hashlib releases the GIL, so hashing runs beside the transfers instead of stalling one.
+        # A thread hashes (checks, renames) beside the connections: hashlib releases the GIL, no transfer stalls.
         self.hashq = queue.Queue()
         threading.Thread(target=self.hash_loop, daemon=True).start()
 
@@ -150,11 +149,9 @@ class Transfer(object):
                         budget.failed(error)
 
     def attempt(self, state, pos, end):
-        """One request for [pos, end) of the file; returns the position reached. An exception carries the
-        position reached in `pos`, where the next attempt resumes."""
+        """One request for [pos, end); returns the position reached, also as an exception's `pos` (to resume)."""
         if state.chunks > 1:
-            # A file in ranges: one 1-byte request follows the hub's redirect, and every range goes straight to
-            # the CDN's signed URL: the hub's resolver limits see one request per file, not one per range.
+            # One 1-byte request finds the CDN's signed URL, for every range: one hub request per file, not per range.
             with state.resolve_lock:
                 if state.direct_url is None:
                     with open_url(self.cfg, state.url, {"Range": "bytes=0-0"}) as response:
