@@ -326,6 +326,28 @@ describe('hf-fetch.py and hf-resolve.py against a fake hub', () => {
     }
   });
 
+  test('from the source tree, both scripts import their modules from beside them and work; each module imports on its own', async () => {
+    const resolve = await runResolve({}, path.join(SOURCE_DIR, 'hf-resolve.py'));
+    expect(resolve.stderr).toBe('');
+    expect(resolve.code).toBe(0);
+    expect(fs.readFileSync(revisionFile, 'utf8')).toBe(SHA_MAIN);
+    const fetch = await runFetch({ HF_INCLUDE: 'config.json model.safetensors' }, path.join(SOURCE_DIR, 'hf-fetch.py'));
+    expect(fetch.stderr).toBe('');
+    expect(fetch.code).toBe(0);
+    expect(listFiles(modelDir)).toEqual(['config.json', 'model.safetensors']);
+    // A module on its own: its pure parts can be tested without a step script (here the hub's RateLimit header).
+    const module = await new Promise<string>((resolve, reject) => {
+      const child = spawn('python3', ['-B', '-c', 'import hf_files, hf_transfer, hf_tree, hf_hub; print(hf_hub.server_wait({"RateLimit": \'"api";r=0;t=55\'}))'],
+        { cwd: SOURCE_DIR, stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+      child.on('error', reject);
+      child.on('close', () => resolve(out));
+    });
+    expect(module).toBe(`(55.0, 'RateLimit: "api";r=0;t=55')\n`);
+    expect(fs.existsSync(path.join(SOURCE_DIR, '__pycache__'))).toBe(false);
+  });
+
   test('the resolve script asks the revision and tree APIs only and downloads nothing: commit and selected size, no MODEL_DIR', async () => {
     // GIVEN the check before a build: it needs the commit, never a model file
     const sizeFile = path.join(tmp, 'model-size');
