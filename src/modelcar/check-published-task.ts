@@ -145,8 +145,8 @@ export class CheckPublishedTask extends Construct {
     const scratchMount: VolumeMount = { volume: scratch, mountPath: '/var/tmp/modelcar' };
 
     addPreamble(this.task, this.workspace, this.runId, props.toolsImage ?? ModelcarImages.SKOPEO, 'check-published');
-    // The fetch script in resolve-only mode: the same endpoint, token and TLS handling as the
-    // download, one request to the revision API, no file.
+    // The resolve script shares the download's hub access (endpoint, token, TLS, retries: hf_hub.py)
+    // and tree listing (hf_tree.py), and embeds nothing of the download: the revision and tree APIs, no file.
     const hubAccess = addRegistryAccess(this.task, {
       trust: hubTrust, prefix: 'huggingface-hub', mountPrefix: '/etc/modelcar/huggingface-hub-', certDirEnv: 'HF_CA_DIR',
     });
@@ -155,14 +155,13 @@ export class CheckPublishedTask extends Construct {
       image: (props.pythonImage ?? ModelcarImages.PYTHON).toString(),
       env: {
         ...hubEnv(this, model, endpoint, tokenSecret),
-        HF_RESOLVE_ONLY: kplus.EnvValue.fromValue('true'),
         RESOLVED_REVISION_FILE: this.resolvedRevision.pathEnvValue(),
         MODEL_SIZE_FILE: this.modelSize.pathEnvValue(),
         HOME: kplus.EnvValue.fromValue('/tmp'),
         ...hubAccess.env,
       },
       volumeMounts: hubAccess.mounts,
-      script: loadScript('hf-fetch.py'),
+      script: loadScript('hf-resolve.py'),
     });
     this.task.addStep({
       name: 'config',

@@ -215,7 +215,7 @@ export function requireVerifiedHubTrust(where: string, trust: RegistryTrust): vo
 }
 
 /**
- * The env of an `hf-fetch.py` step: the model's params, the hub, and its token from an
+ * The env of a hub step (`hf-fetch.py`, `hf-resolve.py`): the model's params, the hub, and its token from an
  * optional Secret (key `token`). @internal
  */
 export function hubEnv(scope: Construct, model: ModelParams, endpoint: string, tokenSecret: string): Record<string, kplus.EnvValue> {

@@ -99,7 +99,7 @@ describe('skip what is published', () => {
     expect(check.steps.map((s: any) => s.name)).toEqual(['debug', 'resolve', 'config', 'check']);
     const env = (step: string) => Object.fromEntries(check.steps.find((s: any) => s.name === step).env
       .map((e: any) => [e.name, e.value ?? e.valueFrom]));
-    expect(env('resolve')).toMatchObject({ HF_RESOLVE_ONLY: 'true', HF_REVISION: '$(params.MODEL_REVISION)', RESOLVED_REVISION_FILE: '$(results.MODEL_RESOLVED_REVISION.path)' });
+    expect(env('resolve')).toMatchObject({ HF_REVISION: '$(params.MODEL_REVISION)', RESOLVED_REVISION_FILE: '$(results.MODEL_RESOLVED_REVISION.path)' });
     expect(env('resolve').MODEL_DIR).toBeUndefined();
     // One step asks every target, each on its line: repository, TLS, retries, CA dir, credentials.
     expect(env('check')).toMatchObject({ MODE: 'check', RESULT_REBUILD: '$(results.REBUILD.path)' });
