@@ -65,11 +65,9 @@ export function addPreamble(task: Task, ws: Workspace, runId: Param, image: Imag
     RUN_DIR: kplus.EnvValue.fromValue(runDir(ws, runId)),
     RUN_ID: runId.envValue(),
   };
-  if (artifact) {
-    env.ARTIFACT_PATH = kplus.EnvValue.fromValue(artifact);
-    env.REQUIRE_READABLE = kplus.EnvValue.fromValue('true');
-  }
-  task.addStep({ name: 'debug', image: image.toString(), env, script: loadScript('preamble.sh') });
+  if (artifact) env.ARTIFACT_PATH = kplus.EnvValue.fromValue(artifact);
+  // Only a task that reads the artifact carries the check that it can (a step carries only the code it runs).
+  task.addStep({ name: 'debug', image: image.toString(), env, script: loadScript(artifact ? 'artifact-readable.sh' : 'preamble.sh') });
 }
 
 /** What a step needs to reach a registry: its mounts and env. @internal */
