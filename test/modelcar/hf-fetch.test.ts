@@ -336,15 +336,15 @@ describe('hf-fetch.py and hf-resolve.py against a fake hub', () => {
     expect(fetch.code).toBe(0);
     expect(listFiles(modelDir)).toEqual(['config.json', 'model.safetensors']);
     // A module on its own: its pure parts can be tested without a step script (here the hub's RateLimit header).
-    const module = await new Promise<string>((resolve, reject) => {
+    const module = await new Promise<string>((done, fail) => {
       const child = spawn('python3', ['-B', '-c', 'import hf_files, hf_transfer, hf_tree, hf_hub; print(hf_hub.server_wait({"RateLimit": \'"api";r=0;t=55\'}))'],
         { cwd: SOURCE_DIR, stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
       child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-      child.on('error', reject);
-      child.on('close', () => resolve(out));
+      child.on('error', fail);
+      child.on('close', () => done(out));
     });
-    expect(module).toBe(`(55.0, 'RateLimit: "api";r=0;t=55')\n`);
+    expect(module).toBe('(55.0, \'RateLimit: "api";r=0;t=55\')\n');
     expect(fs.existsSync(path.join(SOURCE_DIR, '__pycache__'))).toBe(false);
   });
 

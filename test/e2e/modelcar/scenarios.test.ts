@@ -199,7 +199,9 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     // Every pod as the cluster builds it: place-scripts exec'd, each step's termination message within the kubelet's
     // share, each step in a real cgroup under the namespace's LimitRange (2 GiB). The figures go to the log.
     const pods = Object.entries(r.tasks).map(([name, t]) => ({
-      name, placeScripts: t.pod?.placeScriptsBytes, share: t.pod?.terminationMessageShare,
+      name,
+      placeScripts: t.pod?.placeScriptsBytes,
+      share: t.pod?.terminationMessageShare,
       steps: t.steps.map((st) => `${st.name} uid=${st.uid} msg=${st.terminationMessageBytes ?? '-'}B peak=${((st.peakMemoryBytes ?? 0) / 2 ** 20).toFixed(1)}MiB`),
     }));
     logTo('pod-figures')(JSON.stringify(pods, undefined, 1));
