@@ -12,7 +12,8 @@ This script (Python standard library only):
    is read once and written once, and a file changed since the download fails the build);
 3. makes every entry deterministic: paths under models/ in byte order, owner 0:0, files 0644
    and directories 0755 (readable by the arbitrary uid KServe runs the modelcar under),
-   mtime fixed: the same model on the same base gives the same digests;
+   mtime fixed: the same model on the same base gives the same digests; PAX headers, and a
+   file over 8 GiB also has its size in the ustar field (base-256), for readers that skip PAX;
 4. appends the layers to the base image's config (diff_ids, history, labels) and manifest;
    the base's entrypoint and command are kept (no ENTRYPOINT is added);
 5. writes every blob and index.json under a temporary name, fsyncs, then renames.
@@ -48,6 +49,7 @@ EPOCH = 0  # every entry's mtime and the image's "created": 1970-01-01T00:00:00Z
 CREATED = '1970-01-01T00:00:00Z'
 CHUNK = 8 * 1024 * 1024
 BLOCK = 512
+OCTAL_MAX = 8 ** 11 - 1  # the largest size the ustar header's 11 octal digits hold
 
 
 class BuildError(Exception):
@@ -185,7 +187,23 @@ def tar_header(name, size, mode, kind):
     info.uid = info.gid = 0
     info.uname = info.gname = ''
     info.mtime = EPOCH
-    return info.tobuf(format=tarfile.PAX_FORMAT, encoding='utf-8', errors='strict')
+    big = size > OCTAL_MAX
+    if big:
+        info.pax_headers = {'size': str(size)}
+    buf = info.tobuf(format=tarfile.PAX_FORMAT, encoding='utf-8', errors='strict')
+    if not big:
+        return buf
+    # Past 11 octal digits (8 GiB) tarfile puts the size in the PAX record only and 0 in the
+    # ustar field, and a reader that skips PAX (Clair's tarfs, containers/olot#210) takes the
+    # file for empty and reads its data as headers. The ustar field gets the size too, in GNU
+    # tar's base-256 form, which GNU tar, Go's archive/tar (containers/storage, Docker) and
+    # Clair's tarfs parse in any header; PAX readers take the record. Smaller files keep
+    # the plain PAX headers, so their layers keep their digests.
+    head = bytearray(buf[-BLOCK:])
+    head[124:136] = b'\x80' + size.to_bytes(11, 'big')
+    head[148:156] = b' ' * 8
+    head[148:155] = b'%06o\0' % sum(head)
+    return buf[:-BLOCK] + bytes(head)
 
 
 def write_layer(blobs, index, model_dir, prefix, entries, sums, buf):
