@@ -83,6 +83,7 @@ async function build(dir: string, model: Model, env: Record<string, string> = {}
       MODEL_REVISION: '0123456789abcdef0123456789abcdef01234567',
       BUILD_CONFIG: 'sha256:0000000000000000000000000000000000000000000000000000000000000000',
       LARGE_FILE_BYTES: '4096',
+      MAX_LAYERS: '125',
       MODELS_PATH: '/models',
       ...env,
     },
@@ -294,5 +295,56 @@ describe('reproducible layers', () => {
       'sha256:f772d5412955a7812663f1384f437e29d2fea55dbea3db2d82cb941f4687860f', // tokenizer/tokenizer.json
     ]);
     expect(b.manifest.layers.slice(1).every((l: any) => l.mediaType === 'application/vnd.oci.image.layer.v1.tar')).toBe(true);
+  });
+});
+
+describe('layer cap (Docker stops at 125 layers, overlayfs at 500)', () => {
+  // 200 files: a small config.json and 199 "shards" of 5,000 to 7,999 bytes, each over the 4 KiB threshold, so
+  // uncapped they would make 1 + 199 model layers on the 1-layer base.
+  const files: Record<string, number> = { 'config.json': 500 };
+  for (let i = 1; i <= 199; i++) files[`model-${String(i).padStart(5, '0')}-of-00199.safetensors`] = 5000 + ((i * 1237) % 3000);
+
+  test('a model of 200 files: the image has the cap\'s 125 layers, every file is in exactly one, whole; the digest is reproducible', async () => {
+    const model = writeModel(path.join(work, 'cap-a'), files);
+    const a = await build(path.join(work, 'cap-a'), model);
+    const b = await build(path.join(work, 'cap-b'), model);
+    expect(a.manifest.layers).toHaveLength(125);
+    expect(a.config.rootfs.diff_ids).toHaveLength(125);
+    expect(a.config.history).toHaveLength(125);
+    expect(a.log).toContain('model: 200 files, ');
+    expect(a.log).toContain('-> 124 layers (files of 4096 bytes or more get a layer of their own, up to 124 layers beside the base\'s 1)');
+    // The same model on the same base: the same image, byte for byte.
+    expect(b.manifestDigest).toBe(a.manifestDigest);
+
+    const perLayer = a.manifest.layers.slice(1).map((l: any) => tarEntries(fs.readFileSync(a.blob(l.digest))).filter((e) => e.type === '0'));
+    const names = perLayer.flat().map((e: TarEntry) => e.name);
+    expect([...names].sort()).toEqual(Object.keys(files).map((p) => `models/${p}`).sort());
+    expect(new Set(names).size).toBe(200);
+    // Whole files: each entry's size is the file's, and the extracted bytes match.
+    for (const e of perLayer.flat()) expect(e.ustarSize).toBe(files[e.name.slice('models/'.length)]);
+    const root = path.join(work, 'cap-a', 'rootfs');
+    fs.mkdirSync(root);
+    for (const l of a.manifest.layers.slice(1)) await run('tar', ['-xf', a.blob(l.digest), '-C', root]);
+    for (const [p, size] of Object.entries(files)) expect(fs.readFileSync(path.join(root, 'models', p)).equals(bytesOf(p, size))).toBe(true);
+    // Merged layers hold neighbours (byte order kept), and the largest file still has a layer of its own.
+    const order = perLayer.flat().map((e: TarEntry) => e.name);
+    expect(order).toEqual([...order].sort());
+    const largest = Object.entries(files).sort((x, y) => y[1] - x[1])[0][0];
+    expect(perLayer.find((entries: TarEntry[]) => entries.some((e) => e.name === `models/${largest}`))).toHaveLength(1);
+    expect(perLayer.filter((entries: TarEntry[]) => entries.length === 1).length).toBeGreaterThan(40);
+  });
+
+  test('the cap counts the base image\'s layers: a cap of 3 on a 1-layer base gives 2 model layers', async () => {
+    const model = writeModel(path.join(work, 'cap-3'), files);
+    const b = await build(path.join(work, 'cap-3'), model, { MAX_LAYERS: '3' });
+    expect(b.manifest.layers).toHaveLength(3);
+    const names = b.manifest.layers.slice(1).flatMap((l: any) => tarEntries(fs.readFileSync(b.blob(l.digest))).filter((e) => e.type === '0').map((e) => e.name));
+    expect(names).toHaveLength(200);
+  });
+
+  test('fails when the base image leaves no layer for the model', async () => {
+    const model = writeModel(path.join(work, 'cap-1'), { 'config.json': 10 });
+    await expect(build(path.join(work, 'cap-1'), model, { MAX_LAYERS: '1' })).rejects.toThrow(
+      'layout build failed: the base image has 1 layers, MAX_LAYERS is 1: no layer is left for the model; raise maxLayers or choose a base image with fewer layers');
   });
 });
