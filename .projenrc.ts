@@ -69,8 +69,9 @@ project.addFields({ files: ['lib', '.jsii', 'API.md', 'README.md', 'LICENSE'] })
 // file in every release build.
 project.npmignore!.exclude('artifacts');
 
-// Step scripts live beside their constructs; the compiled library reads them from lib/.
-project.postCompileTask.prependExec('rm -rf lib/modelcar/scripts && cp -r src/modelcar/scripts lib/modelcar/scripts');
+// Step scripts and the Python modules they embed live beside their constructs; the compiled library reads them
+// from lib/. Bytecode a local run of a module left in src/ stays out of the package.
+project.postCompileTask.prependExec('rm -rf lib/modelcar/scripts && cp -r src/modelcar/scripts lib/modelcar/scripts && rm -rf lib/modelcar/scripts/__pycache__');
 
 // The tests run real tools (shellcheck, buildah, skopeo, docker-registry): install them first.
 project.testTask.prependExec('bash scripts/install-test-tools.sh');

@@ -7,21 +7,15 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
+import { argoCdSyncOrder, readmeBlock, runsBeforeTheirDefinitions } from './support/readme';
 import { expectShellcheckClean } from './support/shellcheck';
 import { expectValidTektonManifests } from './support/tekton-schema';
+import { argoCdApplication } from '../src/gitops/argocd-render';
 
 const root = path.resolve(__dirname, '..');
 const src = JSON.stringify(path.join(root, 'src'));
 
-function exampleAfter(heading: string): string {
-  const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
-  const at = readme.indexOf(heading);
-  if (at < 0) throw new Error(`README has no "${heading}"`);
-  // A block may be indented (inside a list item): its fence's indentation is taken off every line.
-  const block = /( *)```ts\n([\s\S]*?)\1```/.exec(readme.slice(at));
-  if (!block) throw new Error(`no ts block after ${heading}`);
-  return block[2].split('\n').map((l) => l.slice(block[1].length)).join('\n');
-}
+const exampleAfter = (heading: string) => readmeBlock(heading);
 
 /** Writes `source(outdir)` to a file, runs it, and returns the documents it synthesized, validated. */
 function runExample(name: string, source: (outdir: string) => string): any[] {
@@ -67,16 +61,45 @@ test('the modelcar pipeline example synthesizes valid manifests', () => {
   expect(docs.filter((d) => d.kind === 'PipelineRun').map((d) => d.spec.timeouts.pipeline)).toEqual(['2h40m0s']);
 });
 
-test('the GitOps walk-through\'s synth script writes the folder and the Argo CD Application', () => {
+test('the GitOps walk-through\'s cdk8s app writes every object with its Argo CD annotations; its Application is the one GitOpsLayout writes', () => {
+  // GIVEN the app of the cdk8s.yaml project (the release tarball test runs it with cdk8s synth)
+  expect(readmeBlock('### From an empty GitOps repository', 'yaml')).toBe('language: typescript\napp: npx ts-node main.ts\n');
   const example = exampleAfter('### From an empty GitOps repository');
+  expect(example).toContain('app.synth();');
+  expect(example).not.toContain('fsGroup');
+
+  // WHEN
+  const docs = runExample('gitops', (outdir) => example
+    .replace("from 'cdk8s-modelcar-tekton'", `from ${src}`)
+    .replace('new App()', `new App({ outdir: ${outdir} })`));
+
+  // THEN the waves and options, and every run after its Pipeline and Tasks in Argo CD's order
+  const annotations = (kind: string) => docs.filter((d) => d.kind === kind).map((d) => d.metadata.annotations);
+  expect(annotations('Task')).toEqual(Array(6).fill({ 'argocd.argoproj.io/sync-wave': '1' }));
+  expect(annotations('Pipeline')).toEqual([{ 'argocd.argoproj.io/sync-wave': '1' }]);
+  expect(annotations('PipelineRun')).toEqual([{
+    'argocd.argoproj.io/sync-wave': '2', 'argocd.argoproj.io/sync-options': 'Prune=false', 'argocd.argoproj.io/compare-options': 'IgnoreExtraneous',
+  }]);
+  expect(runsBeforeTheirDefinitions(argoCdSyncOrder(docs))).toEqual([]);
+  expect(docs.find((d) => d.kind === 'PipelineRun').spec.taskRunTemplate.podTemplate.securityContext).toEqual({ fsGroupChangePolicy: 'OnRootMismatch' });
+  // The README's Application, field for field, is what GitOpsLayout writes for the same repository.
+  const application = yaml.load(readmeBlock('3. Configure Argo CD once', 'yaml'));
+  expect(application).toEqual(argoCdApplication({ repoUrl: 'https://github.com/acme/gitops.git', path: 'dist', targetRevision: 'main' }, 'private-ai-demo'));
+});
+
+test('the next step, GitOpsLayout in place of app.synth(), writes the folders, the page and the Application', () => {
+  const example = exampleAfter('### From an empty GitOps repository');
+  const layout = exampleAfter('### The next step: a folder per kind');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'readme-gitops-'));
   const outdir = path.join(dir, 'dist');
   // Outside the checkout, the example's own imports (cdk8s) resolve through this link to ours.
   fs.symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'));
   const file = path.join(dir, 'gitops.ts');
   fs.writeFileSync(file, example
+    .replace('import { ModelcarPipeline,', 'import { GitOpsLayout, ModelcarPipeline,')
     .replace("from 'cdk8s-modelcar-tekton'", `from ${src}`)
-    .replace("outdir: 'dist'", `outdir: ${JSON.stringify(outdir)}`));
+    .replace('new App()', `new App({ outdir: ${JSON.stringify(outdir)} })`)
+    .replace('app.synth();', layout));
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     jest.isolateModules(() => require(file));
@@ -88,10 +111,23 @@ test('the GitOps walk-through\'s synth script writes the folder and the Argo CD 
       .filter((f) => f !== 'kustomization.yaml' && f.endsWith('.yaml'))
       .flatMap((f) => yaml.loadAll(fs.readFileSync(path.join(outdir, d, f), 'utf8')) as any[]));
     expectValidTektonManifests(docs);
+    expect(runsBeforeTheirDefinitions(argoCdSyncOrder(docs))).toEqual([]);
     const application = yaml.load(fs.readFileSync(path.join(outdir, 'argocd-application.yaml'), 'utf8')) as any;
-    expect(application.spec.source).toEqual({ repoURL: 'https://github.com/acme/gitops.git', path: 'dist', targetRevision: 'main' });
-    expect(application.spec.destination.namespace).toBe('private-ai-demo');
+    expect(application).toEqual(yaml.load(readmeBlock('3. Configure Argo CD once', 'yaml')));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the ordering check finds a run that Argo CD would create before its Tasks', () => {
+  // Without waves, Argo CD orders Tekton objects by name: granite-2b-... before modelcar-...
+  const docs = runExample('gitops-unordered', (outdir) => exampleAfter('### From an empty GitOps repository')
+    .replace('import { ModelcarPipeline,', 'import { ArgoCdSync, ModelcarPipeline,')
+    .replace("from 'cdk8s-modelcar-tekton'", `from ${src}`)
+    .replace('new App()', `new App({ outdir: ${outdir} })`)
+    .replace("new ModelcarPipeline(chart, 'modelcar', {", "new ModelcarPipeline(chart, 'modelcar', { argoCdSync: ArgoCdSync.none(),"));
+  expect(docs.filter((d) => d.metadata.annotations !== undefined)).toEqual([]);
+  expect(runsBeforeTheirDefinitions(argoCdSyncOrder(docs))).toEqual(expect.arrayContaining([
+    expect.stringMatching(/^granite-2b-[0-9a-f]{10} -> Pipeline\/modelcar$/), expect.stringMatching(/^granite-2b-[0-9a-f]{10} -> Task\/modelcar-push-quay$/),
+  ]));
 });

@@ -2,7 +2,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { App, Chart, Yaml } from 'cdk8s';
 import { ArgoCdApplicationOptions } from './argocd';
-import { ARGOCD, argoCdApplication } from './argocd-render';
+import { argoCdApplication } from './argocd-render';
+import { ArgoCdSync } from './argocd-sync';
 import { PipelinePage } from './pipeline-page';
 import { Pipeline } from '../tekton/pipeline';
 import { PipelineRun } from '../tekton/pipeline-run';
@@ -22,12 +23,20 @@ export interface GitOpsLayoutOptions {
   readonly namespace?: string;
 
   /**
-   * Let Argo CD delete a finished run once it leaves git. By default a run is kept
-   * (`argocd.argoproj.io/sync-options: Prune=false`, with
-   * `argocd.argoproj.io/compare-options: IgnoreExtraneous` so that it does not make the
-   * Application OutOfSync): its logs, results and TaskRuns stay for the Tekton pruner
-   * or a person to remove.
+   * The Argo CD annotations of the Tekton objects that have none chosen yet (your own
+   * Tasks, Pipelines and runs; the modelcar constructs choose with their `argoCdSync`
+   * prop, which this does not override).
    *
+   * @default ArgoCdSync.annotations()
+   */
+  readonly argoCdSync?: ArgoCdSync;
+
+  /**
+   * Moved: the annotations are the objects' own. Pass
+   * `argoCdSync: ArgoCdSync.annotations({ pruneFinishedRuns: true })` to `ModelcarPipeline`
+   * (and here, for Tekton objects of your own).
+   *
+   * @deprecated use `ArgoCdSync.annotations({ pruneFinishedRuns: true })`
    * @default false
    */
   readonly pruneFinishedRuns?: boolean;
@@ -41,11 +50,11 @@ export interface GitOpsLayoutOptions {
   readonly argoCdApplication?: ArgoCdApplicationOptions;
 }
 
-/** The folder of each kind, and its Argo CD sync wave: Tasks and Pipelines exist before any run starts. */
-const FOLDERS: Record<string, { folder: string; wave?: string }> = {
-  Task: { folder: '01-tasks', wave: '1' },
-  Pipeline: { folder: '02-pipeline', wave: '1' },
-  PipelineRun: { folder: '03-runs', wave: '2' },
+/** The folder of each kind: the names sort in the order the objects must exist. */
+const FOLDERS: Record<string, string> = {
+  Task: '01-tasks',
+  Pipeline: '02-pipeline',
+  PipelineRun: '03-runs',
 };
 
 /**
@@ -54,11 +63,10 @@ const FOLDERS: Record<string, { folder: string; wave?: string }> = {
  * one file per object and a `kustomization.yaml` in each folder and over them all, so
  * `kubectl apply -k` or one Argo CD Application delivers the folder.
  *
- * Argo CD conventions are built in: Tasks and Pipelines sync in wave 1, runs in wave 2
- * (a run created before its Pipeline or Tasks fails at once; wave 0 is left to what the
- * runs need, such as Secrets and ConfigMaps in `00-other/`); finished runs are kept when
- * they leave git (see `pruneFinishedRuns`). Beside each Pipeline, a Markdown page shows
- * its task graph and its runs.
+ * The Argo CD annotations (sync waves, finished runs kept) are the objects' own
+ * (`ArgoCdSync`), the same as `cdk8s synth` writes; objects without a choice get
+ * `argoCdSync` (by default `ArgoCdSync.annotations()`). Beside each Pipeline, a Markdown
+ * page shows its task graph and its runs.
  */
 export class GitOpsLayout {
   /**
@@ -66,6 +74,11 @@ export class GitOpsLayout {
    * Returns the files written, relative to outdir.
    */
   public static write(app: App, options: GitOpsLayoutOptions): string[] {
+    if (options.pruneFinishedRuns) {
+      throw new Error('gitops layout: pruneFinishedRuns moved to the objects: pass argoCdSync: ArgoCdSync.annotations({ pruneFinishedRuns: true }) '
+        + 'to ModelcarPipeline (and to GitOpsLayout.write() for Tekton objects of your own)');
+    }
+    (options.argoCdSync ?? ArgoCdSync.annotations()).applyTo(app);
     // synthYaml() runs every construct validation and throws on the first failures.
     app.synthYaml();
     // The Application is checked before anything is removed or written.
@@ -80,10 +93,10 @@ export class GitOpsLayout {
       written.push(file);
     };
     for (const d of docs) {
-      const { folder, wave } = FOLDERS[d.kind] ?? { folder: '00-other' };
+      const folder = FOLDERS[d.kind] ?? '00-other';
       const name = d.metadata?.name ?? d.metadata?.generateName?.replace(/-$/, '');
       const file = `${d.kind.toLowerCase()}-${name}.yaml`;
-      write(`${folder}/${file}`, Yaml.stringify(withAnnotations(d, annotationsFor(d.kind, wave, options))));
+      write(`${folder}/${file}`, Yaml.stringify(d));
       byFolder.set(folder, [...(byFolder.get(folder) ?? []), file]);
     }
     const kustomization = (resources: string[], namespace?: string) => Yaml.stringify(JSON.parse(JSON.stringify({
@@ -103,29 +116,11 @@ export class GitOpsLayout {
     const runs = app.node.findAll().filter((c): c is PipelineRun => c instanceof PipelineRun);
     for (const p of pipelines) {
       const page = PipelinePage.markdown(p, runs.filter((r) => r.pipeline === p).sort((a, b) => a.name.localeCompare(b.name)));
-      write(`${FOLDERS.Pipeline.folder}/pipeline-${p.name}.md`, page);
+      write(`${FOLDERS.Pipeline}/pipeline-${p.name}.md`, page);
     }
     if (application) write('argocd-application.yaml', Yaml.stringify(application));
     return written.sort();
   }
 
   private constructor() {}
-}
-
-function annotationsFor(kind: string, wave: string | undefined, options: GitOpsLayoutOptions): Record<string, string> {
-  const a: Record<string, string> = {};
-  if (wave !== undefined) a[ARGOCD.SYNC_WAVE] = wave;
-  if (kind === 'PipelineRun' && !options.pruneFinishedRuns) {
-    a[ARGOCD.SYNC_OPTIONS] = 'Prune=false';
-    a[ARGOCD.COMPARE_OPTIONS] = 'IgnoreExtraneous';
-  }
-  return a;
-}
-
-/** The object with more annotations, keys sorted as cdk8s sorts them (the files stay byte-stable). */
-function withAnnotations(doc: any, annotations: Record<string, string>): any {
-  if (Object.keys(annotations).length === 0) return doc;
-  const merged = { ...(doc.metadata?.annotations ?? {}), ...annotations };
-  const metadata = { ...doc.metadata, annotations: Object.fromEntries(Object.keys(merged).sort().map((k) => [k, merged[k]])) };
-  return { ...doc, metadata: Object.fromEntries(Object.keys(metadata).sort().map((k) => [k, metadata[k]])) };
 }

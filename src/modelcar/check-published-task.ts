@@ -1,6 +1,6 @@
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { addModelParams, addPreamble, addRegistryAccess, addRunId, hubEnv, requireVerifiedHubTrust, checkEnv, SOURCE_WORKSPACE } from './common';
+import { addModelParams, addPreamble, addRegistryAccess, addRunId, checkTargetsAccess, hubEnv, requireVerifiedHubTrust, SOURCE_WORKSPACE } from './common';
 import { ImageReference } from './image-reference';
 import { ModelcarImages } from './images';
 import { PushTarget, RegistryTrust } from './push-target';
@@ -11,9 +11,6 @@ import { TaskVolume, VolumeMount } from '../tekton/step';
 import { Task } from '../tekton/task';
 import { validateObjectName } from '../tekton/util';
 import { Workspace } from '../tekton/workspaces';
-
-/** Where the check's steps leave their verdicts for the last step (an emptyDir of the task). */
-const VERDICTS = '/var/tmp/modelcar/verdicts';
 
 /**
  * Properties of a `CheckPublishedTask`.
@@ -83,7 +80,8 @@ export interface CheckPublishedTaskProps {
  * means rebuild; a registry that cannot be reached, refuses the credentials or is not trusted
  * fails the task with the registry's words: never a silent skip.
  *
- * Steps: `debug`, `resolve`, `config`, one `check-<target>` per target, `decide`.
+ * Steps: `debug`, `resolve`, `config`, `check` (every target, one after another, in one
+ * script: the Task does not grow with the number of targets).
  */
 export class CheckPublishedTask extends Construct {
   /** The Task. */
@@ -147,8 +145,8 @@ export class CheckPublishedTask extends Construct {
     const scratchMount: VolumeMount = { volume: scratch, mountPath: '/var/tmp/modelcar' };
 
     addPreamble(this.task, this.workspace, this.runId, props.toolsImage ?? ModelcarImages.SKOPEO, 'check-published');
-    // The fetch script in resolve-only mode: the same endpoint, token and TLS handling as the
-    // download, one request to the revision API, no file.
+    // The resolve script shares the download's hub access (endpoint, token, TLS, retries: hf_hub.py)
+    // and tree listing (hf_tree.py), and embeds nothing of the download: the revision and tree APIs, no file.
     const hubAccess = addRegistryAccess(this.task, {
       trust: hubTrust, prefix: 'huggingface-hub', mountPrefix: '/etc/modelcar/huggingface-hub-', certDirEnv: 'HF_CA_DIR',
     });
@@ -157,14 +155,13 @@ export class CheckPublishedTask extends Construct {
       image: (props.pythonImage ?? ModelcarImages.PYTHON).toString(),
       env: {
         ...hubEnv(this, model, endpoint, tokenSecret),
-        HF_RESOLVE_ONLY: kplus.EnvValue.fromValue('true'),
         RESOLVED_REVISION_FILE: this.resolvedRevision.pathEnvValue(),
         MODEL_SIZE_FILE: this.modelSize.pathEnvValue(),
         HOME: kplus.EnvValue.fromValue('/tmp'),
         ...hubAccess.env,
       },
       volumeMounts: hubAccess.mounts,
-      script: loadScript('hf-fetch.py'),
+      script: loadScript('hf-resolve.py'),
     });
     this.task.addStep({
       name: 'config',
@@ -177,42 +174,20 @@ export class CheckPublishedTask extends Construct {
       },
       script: loadScript('build-config.sh'),
     });
-    for (const target of props.targets) {
-      const access = addRegistryAccess(this.task, {
-        trust: target.trust,
-        credentials: target.credentials,
-        prefix: target.name,
-        mountPrefix: `/etc/modelcar/${target.name}-`,
-        certDirEnv: 'CERT_DIR',
-        authFileEnv: 'AUTHFILE',
-      });
-      this.task.addStep({
-        name: `check-${target.name}`,
-        image: tools,
-        env: {
-          ...checkEnv(target, this.modelRepo, this.tags),
-          MODE: kplus.EnvValue.fromValue('check'),
-          FORCE_REBUILD: this.forceRebuild.envValue(),
-          EXPECTED_REVISION_FILE: kplus.EnvValue.fromValue(this.resolvedRevision.path),
-          EXPECTED_CONFIG_FILE: kplus.EnvValue.fromValue(this.buildConfig.path),
-          VERDICT_FILE: kplus.EnvValue.fromValue(`${VERDICTS}/${target.name}`),
-          ...access.env,
-        },
-        volumeMounts: [scratchMount, ...access.mounts],
-        script: loadScript('check-published.sh'),
-      });
-    }
+    const targets = checkTargetsAccess(this.task, props.targets, this.modelRepo, this.tags);
     this.task.addStep({
-      name: 'decide',
+      name: 'check',
       image: tools,
       env: {
+        ...targets.env,
+        MODE: kplus.EnvValue.fromValue('check'),
         FORCE_REBUILD: this.forceRebuild.envValue(),
-        TARGETS: kplus.EnvValue.fromValue(props.targets.map((t) => t.name).join(' ')),
-        VERDICT_DIR: kplus.EnvValue.fromValue(VERDICTS),
+        EXPECTED_REVISION_FILE: kplus.EnvValue.fromValue(this.resolvedRevision.path),
+        EXPECTED_CONFIG_FILE: kplus.EnvValue.fromValue(this.buildConfig.path),
         RESULT_REBUILD: this.rebuild.pathEnvValue(),
       },
-      volumeMounts: [scratchMount],
-      script: loadScript('decide-rebuild.sh'),
+      volumeMounts: [scratchMount, ...targets.mounts],
+      script: loadScript('check-published.sh'),
     });
   }
 }

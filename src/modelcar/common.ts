@@ -65,11 +65,9 @@ export function addPreamble(task: Task, ws: Workspace, runId: Param, image: Imag
     RUN_DIR: kplus.EnvValue.fromValue(runDir(ws, runId)),
     RUN_ID: runId.envValue(),
   };
-  if (artifact) {
-    env.ARTIFACT_PATH = kplus.EnvValue.fromValue(artifact);
-    env.REQUIRE_READABLE = kplus.EnvValue.fromValue('true');
-  }
-  task.addStep({ name: 'debug', image: image.toString(), env, script: loadScript('preamble.sh') });
+  if (artifact) env.ARTIFACT_PATH = kplus.EnvValue.fromValue(artifact);
+  // Only a task that reads the artifact carries the check that it can (a step carries only the code it runs).
+  task.addStep({ name: 'debug', image: image.toString(), env, script: loadScript(artifact ? 'artifact-readable.sh' : 'preamble.sh') });
 }
 
 /** What a step needs to reach a registry: its mounts and env. @internal */
@@ -141,22 +139,42 @@ export function addRegistryAccess(task: Task, opts: {
 }
 
 /**
- * The env of a `check-published.sh` step for one target, both modes.
+ * The env and mounts of a `check-published.sh` step, both modes: one step asks every target.
+ * `TARGETS` is a table, one line per target (name, repository, tls-verify, retries, cert dir,
+ * auth mode, auth file; `-` for none): synth-time values only, no param among them.
  *
  * @internal
  */
-export function checkEnv(target: PushTarget, modelRepo: Param, tags: Param): Record<string, kplus.EnvValue> {
+export function checkTargetsAccess(task: Task, targets: PushTarget[], modelRepo: Param, tags: Param): RegistryAccess {
+  const mounts: VolumeMount[] = [];
+  const env: Record<string, kplus.EnvValue> = {};
+  const rows = targets.map((target) => {
+    const access = addRegistryAccess(task, {
+      trust: target.trust,
+      credentials: target.credentials,
+      prefix: target.name,
+      mountPrefix: `/etc/modelcar/${target.name}-`,
+      certDirEnv: 'CERT_DIR',
+      authFileEnv: 'AUTHFILE',
+    });
+    mounts.push(...access.mounts);
+    if (access.env.SA_TOKEN_FILE) env.SA_TOKEN_FILE = access.env.SA_TOKEN_FILE;
+    const value = (name: string) => access.env[name]?.value || '-';
+    return [target.name, target.repository, String(target.trust.tlsVerify), String(target.retries),
+      value('CERT_DIR'), value('AUTH_MODE'), value('AUTHFILE')].join(' ');
+  });
   return {
-    TARGET: kplus.EnvValue.fromValue(target.name),
-    IMAGE: kplus.EnvValue.fromValue(target.repository),
-    IMAGE_TAGS: tags.envValue(),
-    MODEL_REPO: modelRepo.envValue(),
-    TLS_VERIFY: kplus.EnvValue.fromValue(String(target.trust.tlsVerify)),
-    RETRIES: kplus.EnvValue.fromValue(String(target.retries)),
-    TMPDIR: kplus.EnvValue.fromValue('/var/tmp/modelcar/tmp'),
-    // skopeo keeps a blob-info cache under $HOME: in the step's emptyDir, since the
-    // namespace's arbitrary uid has HOME=/ otherwise, which it cannot write.
-    HOME: kplus.EnvValue.fromValue('/var/tmp/modelcar/home'),
+    mounts,
+    env: {
+      TARGETS: kplus.EnvValue.fromValue(rows.join('\n')),
+      IMAGE_TAGS: tags.envValue(),
+      MODEL_REPO: modelRepo.envValue(),
+      ...env,
+      TMPDIR: kplus.EnvValue.fromValue('/var/tmp/modelcar/tmp'),
+      // skopeo keeps a blob-info cache under $HOME: in the step's emptyDir, since the
+      // namespace's arbitrary uid has HOME=/ otherwise, which it cannot write.
+      HOME: kplus.EnvValue.fromValue('/var/tmp/modelcar/home'),
+    },
   };
 }
 
@@ -195,7 +213,7 @@ export function requireVerifiedHubTrust(where: string, trust: RegistryTrust): vo
 }
 
 /**
- * The env of an `hf-fetch.py` step: the model's params, the hub, and its token from an
+ * The env of a hub step (`hf-fetch.py`, `hf-resolve.py`): the model's params, the hub, and its token from an
  * optional Secret (key `token`). @internal
  */
 export function hubEnv(scope: Construct, model: ModelParams, endpoint: string, tokenSecret: string): Record<string, kplus.EnvValue> {

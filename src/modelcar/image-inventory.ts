@@ -41,3 +41,23 @@ export const IMAGE_COMMANDS: Record<string, string[]> = {
   'registry.access.redhat.com/ubi9/python-312': [...UBI_BASE, 'python3', 'find', 'xargs', 'tar', 'which'],
   'registry.redhat.io/rhel9/buildah': [...UBI_BASE, 'buildah'],
 };
+
+/**
+ * The user each pinned image runs as (its `USER`, and that user's primary group): what a container without
+ * runAsUser gets where the SCC does not assign one (OpenShift Pipelines' pipelines-scc is RunAsAny). The local
+ * runner takes this table as its `imageUsers` option.
+ *
+ * Evidence:
+ * - UBI 9 Python 3.12: sclorg/s2i-python-container `3.12/Dockerfile.rhel9` ends with `USER 1001` and declares
+ *   `CNB_USER_ID=1001`, `CNB_GROUP_ID=0`; the user is created by its s2i-core base as uid 1001 in group 0 (root),
+ *   which is how the image's files (`chown -R 1001:0 ${APP_ROOT}`) stay writable under any OpenShift uid.
+ * - UBI 9 skopeo and rhel9/buildah: built like their public sibling `rhel8/skopeo` (`FROM ubi8-init` plus
+ *   `dnf install`), with no `USER` line: they run as root, 0:0.
+ *
+ * @internal
+ */
+export const IMAGE_USERS: Record<string, { uid: number; gid: number }> = {
+  'registry.access.redhat.com/ubi9/skopeo': { uid: 0, gid: 0 },
+  'registry.access.redhat.com/ubi9/python-312': { uid: 1001, gid: 0 },
+  'registry.redhat.io/rhel9/buildah': { uid: 0, gid: 0 },
+};

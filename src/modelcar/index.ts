@@ -9,3 +9,4 @@ export * from './push-task';
 export * from './modelcar-pipeline';
 export * from './check-published-task';
 export * from './report-published-task';
+export * from './image-result';

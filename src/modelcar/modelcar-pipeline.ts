@@ -8,9 +8,11 @@ import { CheckPublishedTask } from './check-published-task';
 import { CHECK_TIMEOUT, resultPrefix } from './common';
 import { DownloadModelTask } from './download-model-task';
 import { ImageReference } from './image-reference';
+import { ImageResult } from './image-result';
 import { PushTarget, RegistryCredentials, RegistryTrust } from './push-target';
 import { PushTask } from './push-task';
 import { ReportPublishedTask } from './report-published-task';
+import { ArgoCdSync } from '../gitops/argocd-sync';
 import { ParamValue, Param } from '../tekton/params';
 import { Pipeline, PipelineTask, PipelineTaskOptions, WhenExpression } from '../tekton/pipeline';
 import { PipelineRun } from '../tekton/pipeline-run';
@@ -179,6 +181,17 @@ export interface ModelcarPipelineProps {
    * @default false
    */
   readonly forceRebuild?: boolean;
+
+  /**
+   * The Argo CD annotations of the Tasks, the Pipeline and the runs, in what `cdk8s synth`
+   * and `GitOpsLayout.write()` write: Tasks and Pipeline in sync wave 1, runs in wave 2,
+   * finished runs kept when they leave git. `ArgoCdSync.none()` leaves them out, for
+   * delivery another way; `ArgoCdSync.annotations({ pruneFinishedRuns: true })` lets Argo
+   * CD delete a finished run, with its logs, once it leaves git.
+   *
+   * @default ArgoCdSync.annotations()
+   */
+  readonly argoCdSync?: ArgoCdSync;
 }
 
 /**
@@ -382,6 +395,8 @@ export class ModelcarPipeline extends Construct {
   public readonly forceRebuild: Param;
   /** The pipeline's forceRebuild prop, which every run passes unless it sets its own. @internal */
   public readonly _forceRebuildDefault: boolean;
+  /** The Argo CD annotations of the pipeline's objects and of its runs. */
+  public readonly argoCdSync: ArgoCdSync;
 
   constructor(scope: Construct, id: string, props: ModelcarPipelineProps) {
     super(scope, id);
@@ -552,10 +567,9 @@ export class ModelcarPipeline extends Construct {
     });
     for (const push of this.pushes) {
       const prefix = resultPrefix(push.target);
-      const r = this.reportPublished._resultsOf(push.target.name);
-      this.pipeline.addResult(`${prefix}_IMAGE_URL`, { value: this.reportTask.result(r.url.name), description: `Image pushed to ${push.target.repository}` });
-      this.pipeline.addResult(`${prefix}_IMAGE_DIGEST`, { value: this.reportTask.result(r.digest.name), description: `Digest served by ${push.target.repository}` });
-      this.pipeline.addResult(`${prefix}_IMAGE_REF`, { value: this.reportTask.result(r.ref.name), description: `Image by digest at ${push.target.repository}` });
+      for (const [kind, description] of IMAGE_RESULTS) {
+        this.pipeline.addResult(`${prefix}_${kind}`, { value: this.imageResult(push.target.name, kind), description: `${description} at ${push.target.repository}` });
+      }
     }
     const pushSeconds = this.pushes.map((push) => push.target.timeout.toSeconds());
     // The check and the report, every attempt of the download, the build, the pushes.
@@ -564,11 +578,15 @@ export class ModelcarPipeline extends Construct {
     this.pipeline.addResult('MODEL_RESOLVED_REVISION', { value: this.checkTask.result('MODEL_RESOLVED_REVISION'), description: 'The model commit packaged' });
     this.pipeline.addResult('MODEL_SIZE', { value: this.checkTask.result('MODEL_SIZE'), description: 'The model size in bytes (the selected files, as the hub lists them)' });
     this.pipeline.addResult('REBUILD', { value: this.checkTask.result('REBUILD'), description: 'true: this run downloaded, built and pushed; false: every target already served the image' });
+
+    // Last: the Tasks and the Pipeline exist. Each run applies it to itself.
+    this.argoCdSync = props.argoCdSync ?? ArgoCdSync.annotations();
+    this.argoCdSync.applyTo(this);
   }
 
   /**
    * Adds a task of your own after the report (e.g. registering the model in a model
-   * registry). Use `imageResult('quay', 'IMAGE_REF')` in its params, not a push task's
+   * registry). Use `imageResult('quay', ImageResult.REF)` in its params, not a push task's
    * result: the pushes are skipped when every target already serves the image, and Tekton
    * skips a task that refers to a skipped task's result.
    */
@@ -579,8 +597,8 @@ export class ModelcarPipeline extends Construct {
     for (const guarded of [this.downloadTask, this.buildTask, ...this.pushTasks]) {
       if (params.includes(`$(tasks.${guarded.name}.results.`)) {
         throw new Error(`modelcar pipeline ${this.node.path}: task "${name}" takes a result of "${guarded.name}", which is skipped when every `
-          + 'target already serves the image (and Tekton then skips this task too): use imageResult(target, \'IMAGE_REF\') '
-          + '(or IMAGE_URL, IMAGE_DIGEST), which the report task sets either way');
+          + 'target already serves the image (and Tekton then skips this task too): use imageResult(target, ImageResult.REF) '
+          + '(or ImageResult.URL, ImageResult.DIGEST), which the report task sets either way');
       }
     }
     const runAfter = options.runAfter ?? [this.reportTask];
@@ -589,18 +607,25 @@ export class ModelcarPipeline extends Construct {
 
   /**
    * The reference to one target's published image, set whether the run built it or found it
-   * published: `IMAGE_URL` (repository:first tag), `IMAGE_DIGEST` or `IMAGE_REF`
-   * (repository@digest), e.g. `ParamValue.string(modelcar.imageResult('quay', 'IMAGE_REF'))`.
+   * published: `ImageResult.URL` (repository:first tag), `ImageResult.DIGEST` or
+   * `ImageResult.REF` (repository@digest), e.g.
+   * `ParamValue.string(modelcar.imageResult('quay', ImageResult.REF))`.
    */
-  public imageResult(target: string, result: string): string {
-    if (!['IMAGE_URL', 'IMAGE_DIGEST', 'IMAGE_REF'].includes(result)) {
-      throw new Error(`modelcar pipeline ${this.node.path}: result "${result}" is not one of IMAGE_URL, IMAGE_DIGEST, IMAGE_REF`);
+  public imageResult(target: string, result: ImageResult): string {
+    // The type says it; JavaScript callers can still pass any string.
+    if (!Object.values(ImageResult).includes(result)) {
+      throw new Error(`modelcar pipeline ${this.node.path}: result "${result}" is not an ImageResult: use ImageResult.URL, ImageResult.DIGEST or ImageResult.REF`);
     }
     const push = this.pushes.find((p) => p.target.name === target);
     if (!push) {
       throw new Error(`modelcar pipeline ${this.node.path} has no push target named "${target}": use one of ${this.pushes.map((p) => `"${p.target.name}"`).join(', ')}`);
     }
-    return this.reportTask.result(`${resultPrefix(push.target)}_${result}`);
+    const digest = this.reportTask.result(this.reportPublished.imageDigest.name);
+    switch (result) {
+      case ImageResult.URL: return `${push.target.repository}:${this.reportTask.result(this.reportPublished.imageTag.name)}`;
+      case ImageResult.DIGEST: return digest;
+      default: return `${push.target.repository}@${digest}`;
+    }
   }
 
   /** Adds a PipelineRun of this pipeline for one model. */
@@ -698,5 +723,13 @@ export class ModelcarPipelineRun extends Construct {
       },
       timeouts: { pipeline: timeout },
     });
+    p.argoCdSync.applyTo(this);
   }
 }
+
+/** The results of each target's published image, made by the pipeline from the report task's two. */
+const IMAGE_RESULTS: Array<[ImageResult, string]> = [
+  [ImageResult.URL, 'The image by its first tag (repository:tag)'],
+  [ImageResult.DIGEST, 'The digest served'],
+  [ImageResult.REF, 'The image by digest (repository@digest)'],
+];

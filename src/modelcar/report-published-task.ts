@@ -1,6 +1,6 @@
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { addPreamble, addRegistryAccess, addRunId, checkEnv, resultPrefix, SOURCE_WORKSPACE } from './common';
+import { addPreamble, addRunId, checkTargetsAccess, SOURCE_WORKSPACE } from './common';
 import { ImageReference } from './image-reference';
 import { ModelcarImages } from './images';
 import { PushTarget } from './push-target';
@@ -35,8 +35,12 @@ export interface ReportPublishedTaskProps {
 
 /**
  * The last task of the modelcar pipeline: reads back from every target the image this run
- * stands for (every tag, one digest, this commit and build configuration in its labels) and
- * publishes `<TARGET>_IMAGE_URL`, `<TARGET>_IMAGE_DIGEST` and `<TARGET>_IMAGE_REF`.
+ * stands for (every tag, one digest, this commit and build configuration in its labels; every
+ * target the same digest) and publishes `IMAGE_DIGEST` and `IMAGE_TAG` (the first tag). The
+ * pipeline makes each target's `<TARGET>_IMAGE_URL`, `_IMAGE_DIGEST` and `_IMAGE_REF` from them
+ * and the target's repository: two short results whatever the number of targets, so the
+ * termination message of each step (4 KiB, and a share of the 12 KiB the kubelet keeps for all
+ * of the pod's containers) holds them with any number of targets and any repository name.
  *
  * Why a task of its own: in Tekton a pipeline result that refers to a result of a skipped
  * task is not emitted (and a finally task that refers to one is skipped), so the pipeline's
@@ -59,7 +63,10 @@ export class ReportPublishedTask extends Construct {
   public readonly workspace: Workspace;
   /** The run id param. */
   public readonly runId: Param;
-  private readonly _results = new Map<string, { url: Result; digest: Result; ref: Result }>();
+  /** The digest every target serves. */
+  public readonly imageDigest: Result;
+  /** The first tag of the run. */
+  public readonly imageTag: Result;
 
   constructor(scope: Construct, id: string, props: ReportPublishedTaskProps) {
     super(scope, id);
@@ -77,40 +84,22 @@ export class ReportPublishedTask extends Construct {
     const scratch = this.task.addVolume(TaskVolume.emptyDir('scratch'));
 
     addPreamble(this.task, this.workspace, this.runId, tools, 'report-published');
-    for (const target of props.targets) {
-      const prefix = resultPrefix(target);
-      const results = {
-        url: this.task.addResult(`${prefix}_IMAGE_URL`, { description: `The image at ${target.repository}, repository:first tag` }),
-        digest: this.task.addResult(`${prefix}_IMAGE_DIGEST`, { description: `The digest ${target.repository} serves` }),
-        ref: this.task.addResult(`${prefix}_IMAGE_REF`, { description: `The image by digest at ${target.repository}` }),
-      };
-      this._results.set(target.name, results);
-      const access = addRegistryAccess(this.task, {
-        trust: target.trust, credentials: target.credentials, prefix: target.name, mountPrefix: `/etc/modelcar/${target.name}-`, certDirEnv: 'CERT_DIR', authFileEnv: 'AUTHFILE',
-      });
-      this.task.addStep({
-        name: `report-${target.name}`,
-        image: tools.toString(),
-        env: {
-          ...checkEnv(target, this.modelRepo, this.tags),
-          MODE: kplus.EnvValue.fromValue('report'),
-          EXPECTED_REVISION: this.modelRevision.envValue(),
-          EXPECTED_CONFIG: this.buildConfig.envValue(),
-          RESULT_IMAGE_URL: results.url.pathEnvValue(),
-          RESULT_IMAGE_DIGEST: results.digest.pathEnvValue(),
-          RESULT_IMAGE_REF: results.ref.pathEnvValue(),
-          ...access.env,
-        },
-        volumeMounts: [{ volume: scratch, mountPath: '/var/tmp/modelcar' }, ...access.mounts],
-        script: loadScript('check-published.sh'),
-      });
-    }
-  }
-
-  /** The results of one target: `url`, `digest`, `ref`. @internal */
-  public _resultsOf(targetName: string): { url: Result; digest: Result; ref: Result } {
-    const r = this._results.get(targetName);
-    if (!r) throw new Error(`report task ${this.node.path} has no target named "${targetName}"`);
-    return r;
+    this.imageDigest = this.task.addResult('IMAGE_DIGEST', { description: 'The digest every target serves for this run' });
+    this.imageTag = this.task.addResult('IMAGE_TAG', { description: 'The first tag of the run' });
+    const targets = checkTargetsAccess(this.task, props.targets, this.modelRepo, this.tags);
+    this.task.addStep({
+      name: 'report',
+      image: tools.toString(),
+      env: {
+        ...targets.env,
+        MODE: kplus.EnvValue.fromValue('report'),
+        EXPECTED_REVISION: this.modelRevision.envValue(),
+        EXPECTED_CONFIG: this.buildConfig.envValue(),
+        RESULT_IMAGE_DIGEST: this.imageDigest.pathEnvValue(),
+        RESULT_IMAGE_TAG: this.imageTag.pathEnvValue(),
+      },
+      volumeMounts: [{ volume: scratch, mountPath: '/var/tmp/modelcar' }, ...targets.mounts],
+      script: loadScript('check-published.sh'),
+    });
   }
 }

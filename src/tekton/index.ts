@@ -6,3 +6,4 @@ export * from './task';
 export * from './pipeline';
 export * from './pipeline-run';
 export * from './pipeline-graph';
+export { PodLimits } from './pod-limits';

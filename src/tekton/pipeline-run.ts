@@ -3,6 +3,7 @@ import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ParamType, ParamValue } from './params';
 import { Pipeline, PipelineTask } from './pipeline';
+import { checkLastApplied } from './pod-limits';
 import { canonicalJson, RUN_NAME_HASH_LENGTH, runInputsDigest, validateNameFromInputs } from './run-name';
 import { renderResources } from './step';
 import { goDuration, undefinedIfEmpty, validateObjectName } from './util';
@@ -72,11 +73,11 @@ export interface Toleration {
   readonly key?: string;
 
   /**
-   * `Equal` or `Exists`.
+   * How the key and value are matched.
    *
-   * @default 'Equal'
+   * @default TolerationOperator.EQUAL
    */
-  readonly operator?: string;
+  readonly operator?: TolerationOperator;
 
   /**
    * The taint value, for operator Equal.
@@ -86,11 +87,11 @@ export interface Toleration {
   readonly value?: string;
 
   /**
-   * `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+   * The taint effect tolerated.
    *
    * @default - every effect
    */
-  readonly effect?: string;
+  readonly effect?: kplus.TaintEffect;
 }
 
 /**
@@ -475,7 +476,7 @@ export class PipelineRun extends Construct {
 
   private validateRun(): string[] {
     const where = `pipelinerun ${this.node.path}`;
-    const errors: string[] = this.validateNaming();
+    const errors: string[] = [...this.validateNaming(), ...checkLastApplied(where, this.apiObject.toJson())];
     const declared = new Map(this.pipeline.params.map((x) => [x.name, x]));
     for (const [name, value] of Object.entries(this.props.params ?? {})) {
       const param = declared.get(name);
@@ -563,11 +564,12 @@ function validatePodTemplate(where: string, pt: PodTemplate | undefined) {
     if (k.trim() === '') throw new Error(`${where}: nodeSelector has an empty key`);
   }
   for (const t of pt?.tolerations ?? []) {
-    if (t.operator !== undefined && !['Equal', 'Exists'].includes(t.operator)) {
-      throw new Error(`${where}: toleration operator "${t.operator}" is invalid: use Equal or Exists`);
+    // The types say it; JavaScript callers can still pass any string.
+    if (t.operator !== undefined && !Object.values(TolerationOperator).includes(t.operator)) {
+      throw new Error(`${where}: toleration operator "${t.operator}" is invalid: use TolerationOperator.EQUAL or TolerationOperator.EXISTS`);
     }
-    if (t.effect !== undefined && !['NoSchedule', 'PreferNoSchedule', 'NoExecute'].includes(t.effect)) {
-      throw new Error(`${where}: toleration effect "${t.effect}" is invalid: use NoSchedule, PreferNoSchedule or NoExecute`);
+    if (t.effect !== undefined && !Object.values(kplus.TaintEffect).includes(t.effect)) {
+      throw new Error(`${where}: toleration effect "${t.effect}" is invalid: use TaintEffect.NO_SCHEDULE, PREFER_NO_SCHEDULE or NO_EXECUTE (cdk8s-plus)`);
     }
   }
 }
@@ -587,4 +589,14 @@ function renderPodTemplate(pt: PodTemplate | undefined): any {
     nodeSelector: undefinedIfEmpty(pt.nodeSelector),
     tolerations: undefinedIfEmpty(pt.tolerations?.map((t) => ({ ...t }))),
   };
+}
+
+/**
+ * How a toleration matches a taint (Kubernetes `Toleration.operator`).
+ */
+export enum TolerationOperator {
+  /** The taint's key and value equal the toleration's. */
+  EQUAL = 'Equal',
+  /** The taint has the key, whatever its value (give no value). */
+  EXISTS = 'Exists',
 }

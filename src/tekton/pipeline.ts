@@ -1,6 +1,7 @@
 import { ApiObject, Duration, Lazy } from 'cdk8s';
 import { Construct } from 'constructs';
 import { Param, ParamOptions, ParamValue } from './params';
+import { checkLastApplied } from './pod-limits';
 import { Task } from './task';
 import { checkUnique, findVariables, goDuration, undefinedIfEmpty, validateDnsLabel, validateObjectName } from './util';
 import { PipelineWorkspace, PipelineWorkspaceOptions } from './workspaces';
@@ -408,6 +409,8 @@ export class Pipeline extends Construct {
         break;
       }
     }
+    // An embedded task's spec is inside the Pipeline's JSON (pod-limits.ts).
+    errors.push(...checkLastApplied(where, this.apiObject.toJson()));
     return errors;
   }
 
@@ -443,21 +446,21 @@ export class Pipeline extends Construct {
 export class WhenExpression {
   /** Holds when `input` (after substitution) is one of `values`. */
   public static isIn(input: string, values: string[]): WhenExpression {
-    return new WhenExpression(input, 'in', values);
+    return new WhenExpression(input, WhenOperator.IN, values);
   }
 
   /** Holds when `input` (after substitution) is none of `values`. */
   public static isNotIn(input: string, values: string[]): WhenExpression {
-    return new WhenExpression(input, 'notin', values);
+    return new WhenExpression(input, WhenOperator.NOT_IN, values);
   }
 
   /** The value tested. */
   public readonly input: string;
-  /** `in` or `notin`. */
-  public readonly operator: string;
+  /** How `input` is compared with the values. */
+  public readonly operator: WhenOperator;
   private readonly _values: string[];
 
-  private constructor(input: string, operator: string, values: string[]) {
+  private constructor(input: string, operator: WhenOperator, values: string[]) {
     if (values.length === 0) throw new Error(`when expression on "${input}" has no values: give at least one`);
     this.input = input;
     this.operator = operator;
@@ -473,4 +476,14 @@ export class WhenExpression {
   public _toSpec(): any {
     return { input: this.input, operator: this.operator, values: this.values };
   }
+}
+
+/**
+ * The operator of a `WhenExpression` (Tekton's `when[].operator`).
+ */
+export enum WhenOperator {
+  /** The input is one of the values. */
+  IN = 'in',
+  /** The input is none of the values. */
+  NOT_IN = 'notin',
 }

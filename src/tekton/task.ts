@@ -1,6 +1,7 @@
 import { ApiObject, Lazy } from 'cdk8s';
 import { Construct } from 'constructs';
 import { Param, ParamOptions } from './params';
+import { checkLastApplied, checkPlaceScripts } from './pod-limits';
 import { Result, ResultOptions } from './results';
 import { renderTemplate, Step, StepProps, StepTemplateProps, TaskVolume, validateStepTemplate } from './step';
 import { checkUnique, findVariables, undefinedIfEmpty, validateObjectName } from './util';
@@ -218,6 +219,9 @@ export class Task extends Construct {
       const strings = [...step._strings(), ...templateStrings(this.stepTemplate)];
       errors.push(...this.checkVariables(`${where}: step "${step.name}"`, strings));
     }
+    // What the pod and kubectl apply can hold (pod-limits.ts): an embedded task is a pod too.
+    errors.push(...checkPlaceScripts(where, this._steps.map((s) => s._toSpec().script ?? '')));
+    if (this.apiObject) errors.push(...checkLastApplied(`task ${this.node.path}`, this.apiObject.toJson()));
     return errors;
   }
 

@@ -221,7 +221,7 @@ export class WorkspaceBinding {
     }
     const modes = options.accessModes ?? [kplus.PersistentVolumeAccessMode.READ_WRITE_ONCE];
     if (modes.length === 0) throw new Error('volumeClaimTemplate accessModes is empty: give at least one');
-    return new WorkspaceBinding('volumeClaimTemplate', {
+    return new WorkspaceBinding(WorkspaceBindingKind.VOLUME_CLAIM_TEMPLATE, {
       volumeClaimTemplate: {
         spec: {
           accessModes: modes,
@@ -239,7 +239,7 @@ export class WorkspaceBinding {
    */
   public static persistentVolumeClaim(claimName: string, options: PersistentVolumeClaimBindingOptions = {}): WorkspaceBinding {
     validateDnsLabel('persistentVolumeClaim claimName', claimName);
-    return new WorkspaceBinding('persistentVolumeClaim', {
+    return new WorkspaceBinding(WorkspaceBindingKind.PERSISTENT_VOLUME_CLAIM, {
       persistentVolumeClaim: { claimName, readOnly: options.readOnly || undefined },
       subPath: options.subPath,
     });
@@ -247,7 +247,7 @@ export class WorkspaceBinding {
 
   /** A directory that lives as long as each TaskRun's pod: not shared between tasks. */
   public static emptyDir(options: EmptyDirBindingOptions = {}): WorkspaceBinding {
-    return new WorkspaceBinding('emptyDir', {
+    return new WorkspaceBinding(WorkspaceBindingKind.EMPTY_DIR, {
       emptyDir: {
         medium: options.medium || undefined,
         sizeLimit: options.sizeLimit ? quantity(options.sizeLimit) : undefined,
@@ -258,20 +258,20 @@ export class WorkspaceBinding {
   /** The keys of a Secret, one file each. */
   public static secret(secretName: string): WorkspaceBinding {
     validateDnsLabel('secret name', secretName);
-    return new WorkspaceBinding('secret', { secret: { secretName } });
+    return new WorkspaceBinding(WorkspaceBindingKind.SECRET, { secret: { secretName } });
   }
 
   /** The keys of a ConfigMap, one file each. */
   public static configMap(configMapName: string): WorkspaceBinding {
     validateDnsLabel('configMap name', configMapName);
-    return new WorkspaceBinding('configMap', { configMap: { name: configMapName } });
+    return new WorkspaceBinding(WorkspaceBindingKind.CONFIG_MAP, { configMap: { name: configMapName } });
   }
 
-  /** The kind of volume source: `volumeClaimTemplate`, `persistentVolumeClaim`, `emptyDir`, `secret` or `configMap`. */
-  public readonly kind: string;
+  /** The kind of volume source. */
+  public readonly kind: WorkspaceBindingKind;
   private readonly spec: any;
 
-  private constructor(kind: string, spec: any) {
+  private constructor(kind: WorkspaceBindingKind, spec: any) {
     this.kind = kind;
     this.spec = spec;
   }
@@ -280,6 +280,22 @@ export class WorkspaceBinding {
   public _toSpec(name: string): any {
     return { name, ...this.spec };
   }
+}
+
+/**
+ * The volume source of a `WorkspaceBinding`, named by its field in a PipelineRun's workspace.
+ */
+export enum WorkspaceBindingKind {
+  /** A fresh PersistentVolumeClaim per run (`volumeClaimTemplate`). */
+  VOLUME_CLAIM_TEMPLATE = 'volumeClaimTemplate',
+  /** An existing PersistentVolumeClaim (`persistentVolumeClaim`). */
+  PERSISTENT_VOLUME_CLAIM = 'persistentVolumeClaim',
+  /** A directory per TaskRun pod (`emptyDir`). */
+  EMPTY_DIR = 'emptyDir',
+  /** A Secret's keys (`secret`). */
+  SECRET = 'secret',
+  /** A ConfigMap's keys (`configMap`). */
+  CONFIG_MAP = 'configMap',
 }
 
 /**

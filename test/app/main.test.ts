@@ -122,9 +122,11 @@ describe('default app', () => {
     }
     for (const name of ['modelcar-pipeline-push-internal', 'modelcar-pipeline-push-quay']) {
       const debug = task(name).spec.steps[0];
-      expect(env(debug, 'REQUIRE_READABLE').value).toBe('true');
+      expect(debug.script).toContain('check_tree "${ARTIFACT_PATH}"');
       expect(debug.script).toContain('Likely fix: run every task under the same fsGroup');
     }
+    // The tasks that do not read the artifact do not carry its check.
+    expect(task('modelcar-pipeline-download-model').spec.steps[0].script).not.toContain('check_tree');
     expect(task('modelcar-pipeline-download-model').spec.steps[1].script).toContain('os.umask(0o002)'); // the fetch writes group-writable files
   });
 

@@ -15,7 +15,7 @@
  * store is not counted for any pipeline.
  *
  * Download stage (run first; `--download-only` runs it alone, without the build and pushes): the fetch script
- * (src/modelcar/scripts/hf-fetch.py, run with python3 exactly as the step runs it) against the fake hub of the
+ * (src/modelcar/scripts/hf-fetch.py with its modules embedded, run with python3 exactly as the step runs it) against the fake hub of the
  * e2e tests over TLS (test/e2e/support/fake-hub.ts), its CDN capping each connection at 25 MiB/s like a real CDN
  * caps each stream, for the same model (shards plus config, tokenizer and index), three ways in the same run:
  * ours (8 connections, 32 MiB ranges), one stream (1 connection, whole files: the fetcher before issue #10), and
@@ -288,7 +288,6 @@ async function measure(
 }
 
 const MiB = 1024 * 1024;
-const SCRIPT = path.join(__dirname, '..', '..', 'src', 'modelcar', 'scripts', 'hf-fetch.py');
 
 interface DownloadFigures {
   readonly way: string;
@@ -326,12 +325,15 @@ async function timeDownload(
     HF_CHUNK_BYTES: String(chunkBytes),
     PROGRESS_INTERVAL_SECONDS: '5',
   };
+  // The script as download-model embeds it, alone in the work directory.
+  const script = path.join(work, 'hf-fetch.py');
+  fs.writeFileSync(script, loadScript('hf-fetch.py'));
   const log = fs.createWriteStream(path.join(work, `download-${way}.log`));
   const hubCpu = process.cpuUsage(); // the fake hub and CDN run in this process
   const started = Date.now();
   const code = await new Promise<number | null>((resolve, reject) => {
     // bash's `times` gives the fetch's CPU seconds (user and system) after it exits.
-    const child = spawn('/bin/bash', ['-c', '/usr/bin/python3 "$0"; rc=$?; times > "$1"; exit $rc', SCRIPT, path.join(work, `download-${way}.times`)],
+    const child = spawn('/bin/bash', ['-c', '/usr/bin/python3 "$0"; rc=$?; times > "$1"; exit $rc', script, path.join(work, `download-${way}.times`)],
       { env, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout.pipe(log, { end: false });
     child.stderr.pipe(log, { end: false });

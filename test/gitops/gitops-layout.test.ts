@@ -8,7 +8,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { App, Chart } from 'cdk8s';
 import * as yaml from 'js-yaml';
-import { ArgoCdApplicationOptions, GitOpsLayout, GitOpsLayoutOptions, ParamValue, Pipeline, PipelineGraph, PipelineRun, Task } from '../../src';
+import { ArgoCdApplicationOptions, ArgoCdSync, GitOpsLayout, GitOpsLayoutOptions, ParamValue, Pipeline, PipelineGraph, PipelineRun, Task } from '../../src';
 import { requireTools } from '../e2e/support/tools';
 
 const IMAGE = 'registry.access.redhat.com/ubi9/ubi-minimal@sha256:0000000000000000000000000000000000000000000000000000000000000000';
@@ -76,11 +76,20 @@ describe('GitOpsLayout', () => {
     })));
   });
 
-  test('pruneFinishedRuns lets Argo CD prune runs that left git', () => {
-    const { files, read } = write({ pruneFinishedRuns: true });
-    for (const f of files.filter((x) => x.startsWith('03-runs/pipelinerun-'))) {
-      expect((yaml.load(read(f)) as any).metadata.annotations).toEqual({ 'argocd.argoproj.io/sync-wave': '2' });
-    }
+  test('argoCdSync with pruneFinishedRuns lets Argo CD prune runs that left git; none() writes no annotation', () => {
+    const { files, read } = write({ argoCdSync: ArgoCdSync.annotations({ pruneFinishedRuns: true }) });
+    const runs = files.filter((x) => x.startsWith('03-runs/pipelinerun-'));
+    expect(runs).toHaveLength(2);
+    for (const f of runs) expect((yaml.load(read(f)) as any).metadata.annotations).toEqual({ 'argocd.argoproj.io/sync-wave': '2' });
+    const none = write({ argoCdSync: ArgoCdSync.none() });
+    const objects = none.files.filter((f) => /\/(task|pipeline|pipelinerun)-.*\.yaml$/.test(f));
+    expect(objects).toHaveLength(4);
+    for (const f of objects) expect((yaml.load(none.read(f)) as any).metadata.annotations).toBeUndefined();
+  });
+
+  test('fails when given pruneFinishedRuns, which moved to the objects\' ArgoCdSync', () => {
+    expect(() => write({ pruneFinishedRuns: true }))
+      .toThrow('gitops layout: pruneFinishedRuns moved to the objects: pass argoCdSync: ArgoCdSync.annotations({ pruneFinishedRuns: true }) to ModelcarPipeline');
   });
 
   test('kubectl kustomize renders every object of the folder, from the top-level kustomization', () => {

@@ -82,10 +82,12 @@ describe('skip what is published', () => {
       ['REBUILD', ['check-published']],
     ]);
     expect(pipeline.finally).toBeUndefined();
-    // The report's results are declared under the pipeline results' names.
-    expect(doc(docs, 'Task', 'modelcar-report-published').spec.results.map((r: any) => r.name)).toEqual([
-      'INTERNAL_IMAGE_URL', 'INTERNAL_IMAGE_DIGEST', 'INTERNAL_IMAGE_REF', 'QUAY_IMAGE_URL', 'QUAY_IMAGE_DIGEST', 'QUAY_IMAGE_REF',
-    ]);
+    // The report has two results whatever the number of targets; the pipeline makes each target's from them.
+    expect(doc(docs, 'Task', 'modelcar-report-published').spec.results.map((r: any) => r.name)).toEqual(['IMAGE_DIGEST', 'IMAGE_TAG']);
+    const value = (name: string) => pipeline.results.find((r: any) => r.name === name).value;
+    expect(value('QUAY_IMAGE_URL')).toBe('quay.io/org/model:$(tasks.report-published.results.IMAGE_TAG)');
+    expect(value('QUAY_IMAGE_DIGEST')).toBe('$(tasks.report-published.results.IMAGE_DIGEST)');
+    expect(value('INTERNAL_IMAGE_REF')).toBe('image-registry.openshift-image-registry.svc:5000/ai/modelcars@$(tasks.report-published.results.IMAGE_DIGEST)');
   });
 
   test('the check asks every target with that target\'s own trust and credentials, after the preamble and the revision lookup', () => {
@@ -94,17 +96,18 @@ describe('skip what is published', () => {
     const docs = synth(chart);
     const check = doc(docs, 'Task', 'modelcar-check-published').spec;
     expect(doc(docs, 'Task', 'modelcar-check-published')).toMatchSnapshot();
-    expect(check.steps.map((s: any) => s.name)).toEqual(['debug', 'resolve', 'config', 'check-internal', 'check-quay', 'decide']);
+    expect(check.steps.map((s: any) => s.name)).toEqual(['debug', 'resolve', 'config', 'check']);
     const env = (step: string) => Object.fromEntries(check.steps.find((s: any) => s.name === step).env
       .map((e: any) => [e.name, e.value ?? e.valueFrom]));
-    expect(env('resolve')).toMatchObject({ HF_RESOLVE_ONLY: 'true', HF_REVISION: '$(params.MODEL_REVISION)', RESOLVED_REVISION_FILE: '$(results.MODEL_RESOLVED_REVISION.path)' });
+    expect(env('resolve')).toMatchObject({ HF_REVISION: '$(params.MODEL_REVISION)', RESOLVED_REVISION_FILE: '$(results.MODEL_RESOLVED_REVISION.path)' });
     expect(env('resolve').MODEL_DIR).toBeUndefined();
-    expect(env('check-internal')).toMatchObject({
-      MODE: 'check', IMAGE: 'image-registry.openshift-image-registry.svc:5000/ai/modelcars', CERT_DIR: '/etc/modelcar/internal-certs', TLS_VERIFY: 'true',
-    });
-    expect(env('check-internal').AUTHFILE).toBeUndefined(); // the service account's credentials
-    expect(env('check-quay')).toMatchObject({ MODE: 'check', IMAGE: 'quay.io/org/model', AUTHFILE: '/etc/modelcar/quay-auth/.dockerconfigjson' });
-    expect(env('check-quay').CERT_DIR).toBeUndefined(); // the system trust store
+    // One step asks every target, each on its line: repository, TLS, retries, CA dir, credentials.
+    expect(env('check')).toMatchObject({ MODE: 'check', RESULT_REBUILD: '$(results.REBUILD.path)' });
+    expect(env('check').TARGETS.split('\n')).toEqual([
+      'internal image-registry.openshift-image-registry.svc:5000/ai/modelcars true 3 /etc/modelcar/internal-certs service-account-token -',
+      'quay quay.io/org/model true 3 - secret /etc/modelcar/quay-auth/.dockerconfigjson',
+    ]);
+    expect(env('check').SA_TOKEN_FILE).toBe('/var/run/secrets/kubernetes.io/serviceaccount/token');
     expect(check.volumes).toEqual([
       { name: 'scratch', emptyDir: {} },
       { name: 'internal-ca', configMap: { name: 'openshift-service-ca.crt' } },
@@ -113,7 +116,7 @@ describe('skip what is published', () => {
     // Only the preamble looks at the volume, read only.
     expect(check.workspaces).toEqual([expect.objectContaining({ name: 'source', readOnly: true })]);
     const report = doc(docs, 'Task', 'modelcar-report-published').spec;
-    expect(report.steps.map((s: any) => s.name)).toEqual(['debug', 'report-internal', 'report-quay']);
+    expect(report.steps.map((s: any) => s.name)).toEqual(['debug', 'report']);
   });
 
   test('the build writes the build-config label; its configuration text changes with the builder, threshold or base image, not with a mirror', () => {

@@ -1,6 +1,9 @@
 /**
- * Tests of the hub fetch script (src/modelcar/scripts/hf-fetch.py), run for real with `python3`, configured by
- * environment variables only, exactly as the Tekton step runs it.
+ * Tests of the hub step scripts: hf-fetch.py (download-model's fetch step) and hf-resolve.py (check-published's
+ * resolve step), with the modules they import (hf_hub.py, hf_tree.py, hf_files.py, hf_transfer.py). They run for
+ * real with `python3`, configured by environment variables only, exactly as the Tekton step runs them: the script
+ * as `loadScript` embeds it at synth, alone in a directory. A few tests run them from the source tree instead, where
+ * Python imports the modules from beside the script.
  *
  * STAND-IN FOR THE HUGGING FACE HUB: there is no internet here, so `FakeHub` (a Node `http` server on 127.0.0.1)
  * answers the three hub endpoints the script uses, for a small synthetic repo:
@@ -18,8 +21,13 @@ import * as http from 'http';
 import { AddressInfo } from 'net';
 import * as os from 'os';
 import * as path from 'path';
+import { loadScript } from '../../src/modelcar/scripts';
 
-const SCRIPT = path.join(__dirname, '..', '..', 'src', 'modelcar', 'scripts', 'hf-fetch.py');
+const SOURCE_DIR = path.join(__dirname, '..', '..', 'src', 'modelcar', 'scripts');
+/** The step scripts as the Tasks embed them, written alone into a directory of their own (beforeAll). */
+let FETCH_SCRIPT = '';
+let RESOLVE_SCRIPT = '';
+let scriptsDir = '';
 const REPO = 'test-org/tiny-model';
 const TOKEN = 'hf_TESTtokenNeverPrinted';
 const MiB = 1024 * 1024;
@@ -218,8 +226,11 @@ interface Run {
 
 const children = new Set<ChildProcess>();
 
-/** Runs the real script with python3; the inputs are environment variables only (a clean environment, no proxy). */
-function runFetch(env: Record<string, string | undefined> = {}): Promise<Run> {
+/**
+ * Runs a real script with python3 (the embedded download script unless told); the inputs are environment
+ * variables only (a clean environment, no proxy). Python writes no bytecode beside the source modules.
+ */
+function runFetch(env: Record<string, string | undefined> = {}, script = FETCH_SCRIPT): Promise<Run> {
   const full: Record<string, string | undefined> = {
     PATH: process.env.PATH,
     LANG: 'C.UTF-8',
@@ -229,11 +240,12 @@ function runFetch(env: Record<string, string | undefined> = {}): Promise<Run> {
     RESOLVED_REVISION_FILE: revisionFile,
     HF_RETRY_BACKOFF_SECONDS: '0.01',
     HF_TIMEOUT_SECONDS: '5',
+    PYTHONDONTWRITEBYTECODE: '1',
     ...env,
   };
   const clean = Object.fromEntries(Object.entries(full).filter((e): e is [string, string] => e[1] !== undefined));
   return new Promise((resolve, reject) => {
-    const child = spawn('python3', [SCRIPT], { env: clean, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('python3', [script], { env: clean, stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
     let stdout = '';
     let stderr = '';
@@ -262,7 +274,15 @@ const paths = (files: RepoFile[]) => files.map((f) => f.path).sort();
 /** Permission bits, e.g. 0o664. */
 const modeOf = (p: string) => fs.statSync(p).mode % 0o1000;
 
+/** Runs the resolve script (embedded unless told); MODEL_DIR is not among its inputs. */
+const runResolve = (env: Record<string, string | undefined> = {}, script = RESOLVE_SCRIPT) => runFetch({ MODEL_DIR: undefined, ...env }, script);
+
 beforeAll(async () => {
+  scriptsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hf-scripts-'));
+  FETCH_SCRIPT = path.join(scriptsDir, 'fetch.py');
+  RESOLVE_SCRIPT = path.join(scriptsDir, 'resolve.py');
+  fs.writeFileSync(FETCH_SCRIPT, loadScript('hf-fetch.py'), { mode: 0o755 });
+  fs.writeFileSync(RESOLVE_SCRIPT, loadScript('hf-resolve.py'), { mode: 0o755 });
   await cdn.start();
   await hub.start();
 });
@@ -271,6 +291,7 @@ afterAll(async () => {
   for (const child of children) child.kill('SIGKILL');
   await hub.stop();
   await cdn.stop();
+  fs.rmSync(scriptsDir, { recursive: true, force: true });
 });
 
 beforeEach(() => {
@@ -285,23 +306,53 @@ afterEach(() => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-describe('hf-fetch.py against a fake hub', () => {
-  test('the script is valid Python and executable', async () => {
-    expect(modeOf(SCRIPT).toString(8)).toMatch(/^[1357]{3}$/); // executable by everyone
-    expect(fs.readFileSync(SCRIPT, 'utf8').startsWith('#!/usr/bin/env python3\n')).toBe(true);
-    const check = await new Promise<number | null>((resolve) => {
+describe('hf-fetch.py and hf-resolve.py against a fake hub', () => {
+  test('the step scripts are executable Python, and so is what the Tasks embed', async () => {
+    const compiles = (file: string) => new Promise<number | null>((resolve) => {
       // compile() only: no __pycache__ is written next to the script.
-      const child = spawn('python3', ['-c', 'import sys; compile(open(sys.argv[1]).read(), sys.argv[1], "exec")', SCRIPT]);
+      const child = spawn('python3', ['-c', 'import sys; compile(open(sys.argv[1]).read(), sys.argv[1], "exec")', file]);
       child.on('close', resolve);
     });
-    expect(check).toBe(0);
+    for (const name of ['hf-fetch.py', 'hf-resolve.py']) {
+      const source = path.join(SOURCE_DIR, name);
+      expect(modeOf(source).toString(8)).toMatch(/^[1357]{3}$/); // executable by everyone
+      expect(fs.readFileSync(source, 'utf8').startsWith('#!/usr/bin/env python3\n')).toBe(true);
+      expect(await compiles(source)).toBe(0);
+    }
+    for (const embedded of [FETCH_SCRIPT, RESOLVE_SCRIPT]) {
+      expect(fs.readFileSync(embedded, 'utf8').startsWith('#!/usr/bin/env python3\n')).toBe(true);
+      expect(fs.readFileSync(embedded, 'utf8')).not.toMatch(/^from hf_\w+ import/m);
+      expect(await compiles(embedded)).toBe(0);
+    }
   });
 
-  test('HF_RESOLVE_ONLY=true asks the revision and tree APIs only and downloads nothing: commit and selected size, no MODEL_DIR', async () => {
+  test('from the source tree, both scripts import their modules from beside them and work; each module imports on its own', async () => {
+    const resolve = await runResolve({}, path.join(SOURCE_DIR, 'hf-resolve.py'));
+    expect(resolve.stderr).toBe('');
+    expect(resolve.code).toBe(0);
+    expect(fs.readFileSync(revisionFile, 'utf8')).toBe(SHA_MAIN);
+    const fetch = await runFetch({ HF_INCLUDE: 'config.json model.safetensors' }, path.join(SOURCE_DIR, 'hf-fetch.py'));
+    expect(fetch.stderr).toBe('');
+    expect(fetch.code).toBe(0);
+    expect(listFiles(modelDir)).toEqual(['config.json', 'model.safetensors']);
+    // A module on its own: its pure parts can be tested without a step script (here the hub's RateLimit header).
+    const module = await new Promise<string>((resolve, reject) => {
+      const child = spawn('python3', ['-B', '-c', 'import hf_files, hf_transfer, hf_tree, hf_hub; print(hf_hub.server_wait({"RateLimit": \'"api";r=0;t=55\'}))'],
+        { cwd: SOURCE_DIR, stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+      child.on('error', reject);
+      child.on('close', () => resolve(out));
+    });
+    expect(module).toBe(`(55.0, 'RateLimit: "api";r=0;t=55')\n`);
+    expect(fs.existsSync(path.join(SOURCE_DIR, '__pycache__'))).toBe(false);
+  });
+
+  test('the resolve script asks the revision and tree APIs only and downloads nothing: commit and selected size, no MODEL_DIR', async () => {
     // GIVEN the check before a build: it needs the commit, never a model file
     const sizeFile = path.join(tmp, 'model-size');
     // WHEN
-    const run = await runFetch({ HF_RESOLVE_ONLY: 'true', MODEL_DIR: undefined, MODEL_SIZE_FILE: sizeFile, HF_EXCLUDE: 'onnx/' });
+    const run = await runResolve({ MODEL_SIZE_FILE: sizeFile, HF_EXCLUDE: 'onnx/' });
     // THEN
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
@@ -315,14 +366,21 @@ describe('hf-fetch.py against a fake hub', () => {
     expect(fs.existsSync(modelDir)).toBe(false);
   });
 
-  test('HF_RESOLVE_ONLY=true still fails when no file matches, and when a pinned commit resolves to another', async () => {
-    const none = await runFetch({ HF_RESOLVE_ONLY: 'true', HF_INCLUDE: '*.gguf' });
+  test('the resolve script still fails when no file matches, when a pinned commit resolves to another, and on bad configuration', async () => {
+    const none = await runResolve({ HF_INCLUDE: '*.gguf' });
     expect(none.code).toBe(1);
-    expect(none.stderr).toContain(`no file of ${REPO}@${SHA_MAIN} matches include '*.gguf'`);
+    expect(none.stderr).toContain(`hf-resolve: error: no file of ${REPO}@${SHA_MAIN} matches include '*.gguf'`);
     expect(fs.existsSync(revisionFile)).toBe(false);
-    const bad = await runFetch({ HF_RESOLVE_ONLY: 'maybe' });
+    // A hub that answers a commit sha with another commit (a mirror that rewrote its history).
+    const pinnedSha = sha1('rewritten');
+    hub.addCommit(pinnedSha, { sha: SHA_MAIN, files: MAIN_FILES });
+    const pinned = await runResolve({ HF_REVISION: pinnedSha });
+    expect(pinned.code).toBe(1);
+    expect(pinned.stderr).toContain(`asked for commit ${pinnedSha} but the hub resolved it to ${SHA_MAIN}`);
+    expect(fs.existsSync(revisionFile)).toBe(false);
+    const bad = await runResolve({ HF_RETRIES: 'many' });
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toContain("HF_RESOLVE_ONLY='maybe' must be true or false");
+    expect(bad.stderr).toContain("hf-resolve: configuration error: HF_RETRIES='many' is not a number");
   });
 
   test('downloads every file of the resolved commit byte-identical, pinned to the commit sha', async () => {

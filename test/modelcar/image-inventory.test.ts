@@ -4,7 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { App, Chart } from 'cdk8s';
 import { ArtifactFormat, ModelcarBuilder, ModelcarPipeline, PushTarget, RegistryCredentials } from '../../src';
-import { IMAGE_COMMANDS } from '../../src/modelcar/image-inventory';
+import { IMAGE_COMMANDS, IMAGE_USERS } from '../../src/modelcar/image-inventory';
 import { scriptCommands } from '../support/script-commands';
 
 /** Every step of a pipeline against its image's inventory: the commands it calls that the image is not known to have. */
@@ -31,6 +31,11 @@ describe('image inventory', () => {
     const docs = chart.toJson();
     expect(docs.filter((d) => d.kind === 'Task').flatMap((t) => t.spec.steps.map((s: any) => s.name))).toContain('build');
     expect(missingCommands(docs)).toEqual([]);
+  });
+
+  test('every image in the inventory has a known user (pipelines-scc runs each container as its image\'s USER)', () => {
+    expect(Object.keys(IMAGE_USERS).sort()).toEqual(Object.keys(IMAGE_COMMANDS).sort());
+    expect(IMAGE_USERS['registry.access.redhat.com/ubi9/python-312']).toEqual({ uid: 1001, gid: 0 });
   });
 
   test('the check can fail: a command outside the inventory is reported', () => {

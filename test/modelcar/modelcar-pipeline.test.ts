@@ -1,5 +1,5 @@
 import { Duration, Size, Testing } from 'cdk8s';
-import { ArtifactFormat, ImageReference, ModelcarBuilder, ModelcarPipeline, ParamValue, PipelineRun, PushTarget, RegistryCredentials, RegistryTrust, Task } from '../../src';
+import { ArtifactFormat, ImageReference, ImageResult, ModelcarBuilder, ModelcarPipeline, ParamValue, PipelineRun, PushTarget, RegistryCredentials, RegistryTrust, Task } from '../../src';
 import { doc, synth } from '../support/synth';
 
 const quay = () => PushTarget.quay({ organization: 'org', repository: 'model', credentials: RegistryCredentials.fromDockerConfigSecret('quay-robot') });
@@ -21,7 +21,7 @@ describe('ModelcarPipeline', () => {
     register.addStep({ name: 'register', image: ImageReference.fromDigest('quay.io/org/registrar', `sha256:${'a'.repeat(64)}`).toString(), env: { REF: ref.envValue() }, script: 'echo "registering $REF"' });
 
     // WHEN
-    modelcar.addTask('register', { task: register, params: { IMAGE_REF: ParamValue.string(modelcar.imageResult('quay', 'IMAGE_REF')) } });
+    modelcar.addTask('register', { task: register, params: { IMAGE_REF: ParamValue.string(modelcar.imageResult('quay', ImageResult.REF)) } });
     modelcar.addRun('run', { model: { repo: 'org/model', revision: 'v1', include: ['*.safetensors', '*.json'] }, tags: ['v1', 'latest'], fsGroup: 1000, storage: Size.gibibytes(20), timeout: Duration.hours(4), existingClaim: 'models' });
 
     // THEN
@@ -33,7 +33,7 @@ describe('ModelcarPipeline', () => {
       ['push-mirror', ['push-quay']], ['push-internal', ['push-mirror']], ['report-published', ['push-internal']], ['register', ['report-published']],
     ]);
     // The user's task takes the report's result, which exists whether the pushes ran or not.
-    expect(p.find((t: any) => t.name === 'register').params).toEqual([{ name: 'IMAGE_REF', value: '$(tasks.report-published.results.QUAY_IMAGE_REF)' }]);
+    expect(p.find((t: any) => t.name === 'register').params).toEqual([{ name: 'IMAGE_REF', value: 'quay.io/org/model@$(tasks.report-published.results.IMAGE_DIGEST)' }]);
     const run = doc(docs, 'PipelineRun').spec;
     expect(run.params).toContainEqual({ name: 'MODEL_INCLUDE', value: '*.safetensors *.json' });
     expect(run.params).toContainEqual({ name: 'IMAGE_TAGS', value: 'v1 latest' });
@@ -129,9 +129,9 @@ describe('ModelcarPipeline', () => {
       const user = new Task(chart, 'user', { name: 'user' });
       user.addParam('REF');
       expect(() => m.addTask('register', { task: user, params: { REF: ParamValue.string(m.pushTasks[0].result('IMAGE_REF')) } }))
-        .toThrow(/task "register" takes a result of "push-quay", which is skipped when every target already serves the image .*use imageResult\(target, 'IMAGE_REF'\)/);
+        .toThrow(/task "register" takes a result of "push-quay", which is skipped when every target already serves the image .*use imageResult\(target, ImageResult\.REF\)/);
       // The report's result is the one to take: set whether the run built the image or found it published.
-      expect(m.addTask('register', { task: user, params: { REF: ParamValue.string(m.imageResult('quay', 'IMAGE_REF')) } }).name).toBe('register');
+      expect(m.addTask('register', { task: user, params: { REF: ParamValue.string(m.imageResult('quay', ImageResult.REF)) } }).name).toBe('register');
     });
     test('fails when two push targets share a name', () => {
       expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [quay(), quay()] })).toThrow(/two push targets named "quay"/);
@@ -175,8 +175,17 @@ describe('ModelcarPipeline', () => {
     });
     test('fails when a published image result names an unknown target or result', () => {
       const m = new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal(), quay()] });
-      expect(() => m.imageResult('mirror', 'IMAGE_REF')).toThrow('modelcar pipeline test/m has no push target named "mirror": use one of "internal", "quay"');
-      expect(() => m.imageResult('quay', 'DIGEST')).toThrow('modelcar pipeline test/m: result "DIGEST" is not one of IMAGE_URL, IMAGE_DIGEST, IMAGE_REF');
+      expect(() => m.imageResult('mirror', ImageResult.REF)).toThrow('modelcar pipeline test/m has no push target named "mirror": use one of "internal", "quay"');
+      // What JavaScript, without the type, can still pass.
+      expect(() => m.imageResult('quay', 'DIGEST' as ImageResult))
+        .toThrow('modelcar pipeline test/m: result "DIGEST" is not an ImageResult: use ImageResult.URL, ImageResult.DIGEST or ImageResult.REF');
+    });
+    test('each ImageResult is made from the report task\'s two results and that target\'s repository', () => {
+      const m = new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal(), quay()] });
+      expect([ImageResult.URL, ImageResult.DIGEST, ImageResult.REF].map((r) => m.imageResult('quay', r))).toEqual([
+        'quay.io/org/model:$(tasks.report-published.results.IMAGE_TAG)', '$(tasks.report-published.results.IMAGE_DIGEST)',
+        'quay.io/org/model@$(tasks.report-published.results.IMAGE_DIGEST)',
+      ]);
     });
     test('fails when the hub endpoint is not https', () => {
       expect(() => new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal()], huggingFaceEndpoint: 'http://mirror.example.com' })).toThrow(/is not https/);

@@ -1,6 +1,6 @@
 import { Duration, Size, Testing } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
-import { ParamType, ParamValue, Pipeline, PipelineRun, Task, WorkspaceBinding } from '../../src';
+import { ParamType, ParamValue, Pipeline, PipelineRun, Task, TolerationOperator, WorkspaceBinding, WorkspaceBindingKind } from '../../src';
 import { doc, synth, validationErrors } from '../support/synth';
 
 const IMAGE = 'registry.access.redhat.com/ubi9/ubi-minimal@sha256:0000000000000000000000000000000000000000000000000000000000000000';
@@ -39,7 +39,7 @@ describe('PipelineRun', () => {
         podTemplate: {
           securityContext: { fsGroup: 1000970000, fsGroupChangePolicy: kplus.FsGroupChangePolicy.ON_ROOT_MISMATCH, supplementalGroups: [1000970001] },
           nodeSelector: { 'node-role.kubernetes.io/worker': '' },
-          tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }],
+          tolerations: [{ key: 'nvidia.com/gpu', operator: TolerationOperator.EXISTS, effect: kplus.TaintEffect.NO_SCHEDULE }],
         },
       },
       taskRunSpecs: [{ pipelineTask: work, computeResources: { memory: { limit: Size.gibibytes(4) } } }],
@@ -69,6 +69,14 @@ describe('PipelineRun', () => {
     });
     const run = doc(synth(chart), 'PipelineRun');
     expect(run.metadata).toEqual({ generateName: 'demo-' });
+  });
+
+  test('each binding says its kind, the field it writes', () => {
+    const kinds = [WorkspaceBinding.volumeClaimTemplate({ storage: Size.gibibytes(1) }), WorkspaceBinding.persistentVolumeClaim('c'),
+      WorkspaceBinding.emptyDir(), WorkspaceBinding.secret('s'), WorkspaceBinding.configMap('m')];
+    expect(kinds.map((b) => b.kind)).toEqual([WorkspaceBindingKind.VOLUME_CLAIM_TEMPLATE, WorkspaceBindingKind.PERSISTENT_VOLUME_CLAIM,
+      WorkspaceBindingKind.EMPTY_DIR, WorkspaceBindingKind.SECRET, WorkspaceBindingKind.CONFIG_MAP]);
+    for (const b of kinds) expect(Object.keys(b._toSpec('w'))).toContain(b.kind);
   });
 
   describe('fails when', () => {
@@ -129,8 +137,10 @@ describe('PipelineRun', () => {
     });
     test('fails when a toleration operator is invalid', () => {
       const { chart, pipeline } = setup();
-      expect(() => new PipelineRun(chart, 'r', { pipeline, taskRunTemplate: { podTemplate: { tolerations: [{ key: 'a', operator: 'Maybe' }] } } }))
-        .toThrow(/toleration operator "Maybe" is invalid/);
+      expect(() => new PipelineRun(chart, 'r', { pipeline, taskRunTemplate: { podTemplate: { tolerations: [{ key: 'a', operator: 'Maybe' as TolerationOperator }] } } }))
+        .toThrow('pipelinerun test/r: taskRunTemplate.podTemplate: toleration operator "Maybe" is invalid: use TolerationOperator.EQUAL or TolerationOperator.EXISTS');
+      expect(() => new PipelineRun(chart, 's', { pipeline, taskRunTemplate: { podTemplate: { tolerations: [{ key: 'a', effect: 'NoSchedul' as kplus.TaintEffect }] } } }))
+        .toThrow(/toleration effect "NoSchedul" is invalid: use TaintEffect.NO_SCHEDULE, PREFER_NO_SCHEDULE or NO_EXECUTE/);
     });
   });
 });

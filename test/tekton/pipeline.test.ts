@@ -1,6 +1,6 @@
 import { Duration, Testing } from 'cdk8s';
 import { Construct } from 'constructs';
-import { Pipeline, ParamType, ParamValue, Task, WhenExpression } from '../../src';
+import { Pipeline, ParamType, ParamValue, Task, WhenExpression, WhenOperator } from '../../src';
 import { doc, synth, validationErrors } from '../support/synth';
 
 const IMAGE = 'registry.access.redhat.com/ubi9/ubi-minimal@sha256:0000000000000000000000000000000000000000000000000000000000000000';
@@ -60,6 +60,8 @@ describe('Pipeline', () => {
     expect(spec.tasks[1].taskSpec.steps[0].name).toBe('run');
     expect(spec.tasks[1].params).toEqual([{ name: 'input', value: '$(tasks.first.results.out)' }]);
     expect(spec.tasks[1].when).toEqual([{ input: '$(params.mode)', operator: 'in', values: ['fast'] }]);
+    expect([WhenExpression.isIn('$(params.mode)', ['a']).operator, WhenExpression.isNotIn('$(params.mode)', ['a']).operator]).toEqual([WhenOperator.IN, WhenOperator.NOT_IN]);
+    expect(WhenExpression.isNotIn('$(params.mode)', ['a'])._toSpec().operator).toBe('notin');
     expect(spec.tasks[2].runAfter).toEqual(['second']);
     expect(spec.finally[0].params).toEqual([{ name: 'input', value: '$(tasks.third.status)' }]);
     expect(spec.results).toEqual([{ name: 'first-out', description: 'what first said', value: '$(tasks.first.results.out)' }]);

@@ -30,4 +30,8 @@ if ! skopeo --tmpdir "${TMPDIR}" copy --quiet --retry-times "${RETRIES}" "--src-
   echo "cannot copy the base image ${BASE_IMAGE}: $(registry_error_explain /tmp/copy.err pull "${RETRIES}")" >&2
   exit 1
 fi
+# skopeo makes the layout's directories 0755 and its blobs 0600 whatever the umask, and the next
+# step may run as another uid: under OpenShift Pipelines' pipelines-scc each image runs as its own
+# USER (this one root, the Python one 1001), sharing only the pod's fsGroup. Give the group all of it.
+chmod -R g+rwX "${ARTIFACT_TMP}"
 echo "copied the base image ${BASE_IMAGE} into oci:${ARTIFACT_TMP}:base"

@@ -91,8 +91,8 @@ describe('a published model run again costs seconds', () => {
       'check-published:Succeeded', 'download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Succeeded', 'report-published:Succeeded',
     ]);
     expect(first.tasks['check-published'].results.REBUILD).toBe('true');
-    expect(stepLog(first, 'check-published', 'check-internal')).toContain(`internal: rebuild: ${repositoryOf(world.internal)}: tag published not found (`);
-    expect(stepLog(first, 'check-published', 'decide')).toContain('rebuilding: a target lacks this image');
+    expect(stepLog(first, 'check-published', 'check')).toContain(`internal: rebuild: ${repositoryOf(world.internal)}: tag published not found (`);
+    expect(stepLog(first, 'check-published', 'check')).toContain('rebuilding: a target lacks this image');
     const digest = first.tasks['build-image'].results.IMAGE_DIGEST;
     expect(imageResults(first)).toEqual({
       INTERNAL_IMAGE_URL: `${repositoryOf(world.internal)}:published`,
@@ -141,9 +141,9 @@ describe('a published model run again costs seconds', () => {
     for (const f of model.files) expect(world.hub.fileRequests(f.path)).toEqual([]);
     // What each target held, and why the run skipped.
     const digest = first.tasks['build-image'].results.IMAGE_DIGEST;
-    expect(stepLog(second, 'check-published', 'check-quay')).toContain(`quay: ${repositoryOf(world.quay)}:published-alias is ${digest}, built from ${MODEL_REPO} at ${MODEL_COMMIT} with this build config`);
-    expect(stepLog(second, 'check-published', 'decide')).toContain(`internal: serves ${digest}`);
-    expect(stepLog(second, 'check-published', 'decide')).toContain('skipping download, build and pushes: every target already serves every tag of this run');
+    expect(stepLog(second, 'check-published', 'check')).toContain(`quay: ${repositoryOf(world.quay)}:published-alias is ${digest}, built from ${MODEL_REPO} at ${MODEL_COMMIT} with this build config`);
+    expect(stepLog(second, 'check-published', 'check')).toContain(`internal: serves ${digest}`);
+    expect(stepLog(second, 'check-published', 'check')).toContain('skipping download, build and pushes: every target already serves every tag of this run');
     // The same pipeline results as after the build.
     expect(imageResults(second)).toEqual(imageResults(first));
     expect(second.results).toMatchObject({ MODEL_RESOLVED_REVISION: MODEL_COMMIT, MODEL_SIZE: String(model.totalBytes), REBUILD: 'false' });
@@ -169,8 +169,8 @@ describe('a published model run again costs seconds', () => {
     const third = await runScenario('published-3');
     expect(third.status).toBe('Succeeded');
     expect(status(third, ['check-published', ...GUARDED, 'report-published']).every((s) => s.endsWith(':Succeeded'))).toBe(true);
-    expect(stepLog(third, 'check-published', 'check-internal')).toContain('internal: serves');
-    expect(stepLog(third, 'check-published', 'check-quay')).toContain(`quay: rebuild: ${repositoryOf(world.quay)}: tag published-alias not found (manifest unknown)`);
+    expect(stepLog(third, 'check-published', 'check')).toContain('internal: serves');
+    expect(stepLog(third, 'check-published', 'check')).toContain(`quay: rebuild: ${repositoryOf(world.quay)}: tag published-alias not found (manifest unknown)`);
     expect(third.tasks['check-published'].results.REBUILD).toBe('true');
     for (const f of model.files) expect(world.hub.fileRequests(f.path).length).toBeGreaterThanOrEqual(1);
     expect(third.tasks['build-image'].results.IMAGE_DIGEST).toBe(digest); // reproducible build
@@ -182,8 +182,8 @@ describe('a published model run again costs seconds', () => {
     const r = await runScenario('published-forced');
     expect(r.status).toBe('Succeeded');
     expect(r.tasks['check-published'].results.REBUILD).toBe('true');
-    expect(stepLog(r, 'check-published', 'check-quay')).toContain('rebuild forced (FORCE_REBUILD=true)');
-    expect(stepLog(r, 'check-published', 'decide')).toContain('rebuilding: forced by FORCE_REBUILD=true');
+    expect(stepLog(r, 'check-published', 'check')).toContain('rebuild forced (FORCE_REBUILD=true)');
+    expect(stepLog(r, 'check-published', 'check')).toContain('rebuilding: forced by FORCE_REBUILD=true');
     expect(status(r, GUARDED).every((s) => s.endsWith(':Succeeded'))).toBe(true);
   });
 
@@ -192,7 +192,7 @@ describe('a published model run again costs seconds', () => {
     const r = await runScenario('published-other-config', { manifests: otherConfig });
     expect(r.status).toBe('Succeeded');
     expect(r.tasks['check-published'].results.REBUILD).toBe('true');
-    expect(stepLog(r, 'check-published', 'check-internal')).toMatch(
+    expect(stepLog(r, 'check-published', 'check')).toMatch(
       new RegExp(`internal: rebuild: \\S+:published is ${before}, built with build config "sha256:[0-9a-f]{64}", not ${r.tasks['check-published'].results.BUILD_CONFIG}`));
     expect(status(r, GUARDED).every((s) => s.endsWith(':Succeeded'))).toBe(true);
     expect(r.results.QUAY_IMAGE_DIGEST).not.toBe(before);
@@ -212,7 +212,7 @@ describe('a published model run again costs seconds', () => {
     ]);
     // Skipped because the run stopped, not because of the check's answer.
     for (const t of GUARDED) expect(r.tasks[t].reason).toBe('PipelineRun was stopping');
-    const log = stepLog(r, 'check-published', 'check-quay');
+    const log = stepLog(r, 'check-published', 'check');
     expect(log).toContain('connection refused');
     expect(log).toContain(`quay: cannot ask ${repositoryOf(world.quay)} whether it serves published: cannot reach the registry (after 3 retries); `
       + 'whether it already serves the image is unknown, so the run stops rather than skip or rebuild');
@@ -224,7 +224,7 @@ describe('a published model run again costs seconds', () => {
     const r = await runScenario('published-bad-creds', { secrets: { 'quay-push': wrong } });
     expect(r.status).toBe('Failed');
     expect(r.tasks['check-published'].status).toBe('Failed');
-    const log = stepLog(r, 'check-published', 'check-quay');
+    const log = stepLog(r, 'check-published', 'check');
     expect(log).toMatch(/unauthorized: authentication required/);
     expect(log).toContain(`quay: cannot ask ${repositoryOf(world.quay)} whether it serves published: the registry refused the credentials (401)`);
     expect(r.tasks['download-model'].status).toBe('Skipped');
@@ -234,7 +234,7 @@ describe('a published model run again costs seconds', () => {
     const r = await runScenario('published-new-commit', { commit: OTHER_COMMIT });
     expect(r.status).toBe('Succeeded');
     expect(r.results.MODEL_RESOLVED_REVISION).toBe(OTHER_COMMIT);
-    expect(stepLog(r, 'check-published', 'check-internal')).toMatch(new RegExp(`internal: rebuild: \\S+:published is sha256:[0-9a-f]{64}, built from revision "${MODEL_COMMIT}", not ${OTHER_COMMIT}`));
+    expect(stepLog(r, 'check-published', 'check')).toMatch(new RegExp(`internal: rebuild: \\S+:published is sha256:[0-9a-f]{64}, built from revision "${MODEL_COMMIT}", not ${OTHER_COMMIT}`));
     expect(stepLog(r, 'download-model', 'fetch')).toContain(`resolved ${MODEL_REPO}@${OTHER_COMMIT} -> commit ${OTHER_COMMIT}`);
     const config = JSON.parse((await run('skopeo', ['inspect', '--config', '--cert-dir', world.quay.certDir, '--authfile', world.quay.authFile,
       `docker://${repositoryOf(world.quay)}:published-alias`])).stdout);

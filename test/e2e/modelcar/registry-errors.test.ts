@@ -255,36 +255,31 @@ describe('check-published: which failed inspect means rebuild', () => {
         PATH: process.env.PATH,
         HOME: path.join(work, 'home'),
         MODE: 'check',
-        TARGET: 't',
-        IMAGE: image,
+        // one target: name, repository, tls-verify, retries, cert dir, auth mode, auth file
+        TARGETS: `t ${image} true 0 ${certDir} ${authfile ? 'secret' : 'none'} ${authfile ?? '-'}`,
         IMAGE_TAGS: 'v1',
         MODEL_REPO: 'o/m',
-        TLS_VERIFY: 'true',
-        RETRIES: '0',
-        CERT_DIR: certDir,
         TMPDIR: path.join(dir, 'tmp'),
-        AUTH_MODE: authfile ? 'secret' : 'none',
-        ...(authfile ? { AUTHFILE: authfile } : {}),
         FORCE_REBUILD: 'false',
         EXPECTED_REVISION: 'c0ffee',
         EXPECTED_CONFIG: 'sha256:x',
-        VERDICT_FILE: path.join(dir, 'verdict'),
+        RESULT_REBUILD: path.join(dir, 'rebuild'),
       },
     });
-    const verdict = fs.existsSync(path.join(dir, 'verdict')) ? fs.readFileSync(path.join(dir, 'verdict'), 'utf8') : '';
-    return { code: r.code, verdict, stderr: r.stderr };
+    const read = (f: string) => fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '';
+    return { code: r.code, verdict: read(path.join(dir, 'tmp', 'verdicts', 't')), rebuild: read(path.join(dir, 'rebuild')), stderr: r.stderr };
   };
 
   test('quay.io\'s 401 for an unknown repository (STAND-IN) and an unknown tag (real registry) mean rebuild', async () => {
     const quay = await check(`127.0.0.1:${standInPort}/quay-unknown-401/x`, standInCerts);
-    expect([quay.code, quay.verdict]).toEqual([0, expect.stringMatching(/^rebuild: .*does not show v1 to these credentials .*access to the requested resource is not authorized/)]);
+    expect([quay.code, quay.verdict, quay.rebuild]).toEqual([0, expect.stringMatching(/^rebuild: .*does not show v1 to these credentials .*access to the requested resource is not authorized/), 'true']);
     const tag = await check(`${registry.host}/${REPO}`, registry.certDir, registry.authFile);
     expect([tag.code, tag.verdict]).toEqual([0, expect.stringMatching(/^rebuild: .*tag v1 not found/)]);
   });
 
   test('refused credentials, an untrusted CA and a registry down stop the run with the diagnosis, no verdict', async () => {
     const refused = await check(`${registry.host}/${REPO}`, registry.certDir, wrongAuth);
-    expect([refused.code, refused.verdict]).toEqual([1, '']);
+    expect([refused.code, refused.verdict, refused.rebuild]).toEqual([1, '', '']);
     expect(refused.stderr).toContain('the registry refused the credentials (401)');
     const down = await check(`127.0.0.1:${downPort}/${REPO}`, registry.certDir, registry.authFile);
     expect([down.code, down.verdict]).toEqual([1, '']);

@@ -197,7 +197,28 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     expect(pushesSerialized(r)).toBe(true);
     // The default build ran without buildah and without any added capability.
     expect(r.tasks['build-image'].steps.map((s) => s.name)).toEqual(['debug', 'base', 'layers', 'verify', 'publish']);
-    expect(r.tasks['build-image'].steps.every((s) => s.uid === FS_GROUP && s.groups!.includes(FS_GROUP))).toBe(true);
+    // Every pod as the cluster builds it: place-scripts exec'd, each step's termination message within the kubelet's
+    // share, each step in a real cgroup under the namespace's LimitRange (2 GiB). The figures go to the log.
+    const pods = Object.entries(r.tasks).map(([name, t]) => ({
+      name, placeScripts: t.pod?.placeScriptsBytes, share: t.pod?.terminationMessageShare,
+      steps: t.steps.map((st) => `${st.name} uid=${st.uid} msg=${st.terminationMessageBytes ?? '-'}B peak=${((st.peakMemoryBytes ?? 0) / 2 ** 20).toFixed(1)}MiB`),
+    }));
+    logTo('pod-figures')(JSON.stringify(pods, undefined, 1));
+    // eslint-disable-next-line no-console
+    if (process.env.MODELCAR_POD_FIGURES) console.log(JSON.stringify(pods, undefined, 1));
+    for (const t of Object.values(r.tasks)) {
+      expect(t.pod?.placeScriptsBytes).toBeLessThan(65_536);
+      for (const st of t.steps.filter((x) => x.reason === 'Completed')) {
+        expect(st.peakMemoryBytes).toBeGreaterThan(0);
+        expect(st.peakMemoryBytes).toBeLessThan(2 * 2 ** 30);
+        expect(st.terminationMessageBytes ?? 0).toBeLessThanOrEqual(t.pod!.terminationMessageShare);
+      }
+    }
+    // Under pipelines-scc each step runs as its image's own user (skopeo root, Python 1001), sharing the fsGroup:
+    // the analysis's first root cause (identities that differ between steps), which the build must survive.
+    expect(r.tasks['build-image'].steps.map((s) => [s.name, s.uid, s.groups!.includes(FS_GROUP)])).toEqual([
+      ['debug', 0, true], ['base', 0, true], ['layers', 1001, true], ['verify', 1001, true], ['publish', 0, true],
+    ]);
 
     // Pull it back from quay by digest and unpack it as a container runtime would.
     const pulled = path.join(work, 'pulled');
@@ -265,7 +286,9 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     const seedLike = manifests.map((d) => (d.kind === 'PipelineRun' && d.metadata.name === runNameOf(manifests, 'perm-denied')
       ? { ...d, spec: { ...d.spec, taskRunSpecs: [{ pipelineTaskName: 'push-internal', podTemplate: { securityContext: { runAsUser: 1001, runAsGroup: 1001 } } }] } }
       : d));
-    const denied = await runScenario('perm-denied', { manifests: seedLike, freshVolumeMode: 0o770 });
+    // The seed's cluster had no SCC to assign an fsGroup: under pipelines-scc (fsGroup MustRunAs) or restricted-v2 the
+    // namespace's fsGroup would be set on this pod anyway, so the symptom needs a cluster without one.
+    const denied = await runScenario('perm-denied', { manifests: seedLike, freshVolumeMode: 0o770, extra: { scc: undefined, imageUsers: undefined } });
     expect(statuses(denied)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Failed', 'push-quay:Skipped']);
     const debug = denied.tasks['push-internal'].steps[0];
     expect(debug.name).toBe('debug');
@@ -275,7 +298,8 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     expect(denied.tasks['push-internal'].steps.find((s) => s.name === 'push')!.reason).not.toBe('Completed');
     await expectNothingPushed('perm-denied');
 
-    const ok = await runScenario('perm-ok', { freshVolumeMode: 0o770 });
+    // The same cluster, with the generated securityContext: passes.
+    const ok = await runScenario('perm-ok', { freshVolumeMode: 0o770, extra: { scc: undefined, imageUsers: undefined } });
     expect(statuses(ok)).toEqual(['download-model:Succeeded', 'build-image:Succeeded', 'push-internal:Succeeded', 'push-quay:Succeeded']);
     expect(ok.tasks['push-internal'].steps[0].log).toContain(`artifact is readable by uid ${FS_GROUP}`);
   });

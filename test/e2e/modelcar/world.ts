@@ -23,6 +23,7 @@ import * as yaml from 'js-yaml';
 import {
   ArtifactFormat, GitOpsLayout, ImageReference, ModelcarBuilder, ModelcarPipeline, PushTarget, RegistryCredentials, RegistryTrust,
 } from '../../../src';
+import { IMAGE_USERS } from '../../../src/modelcar/image-inventory';
 import { Manifest, RunPipelineOptions, RunPipelineResult, runPipeline } from '../runner/tekton-runner';
 import { pushBaseImage, PushedBaseImage } from '../support/base-image';
 import { FakeHub, hubFilesOf, startFakeHub } from '../support/fake-hub';
@@ -260,6 +261,12 @@ export function clusterLike(world: World): Partial<RunPipelineOptions> {
   return {
     maxParallel: 8,
     serviceAccounts: { pipeline: { secrets: ['base-pull'], imagePullSecrets: ['internal-push'], token: world.serviceAccountToken } },
+    // OpenShift Pipelines as installed: its `pipeline` service account gets pipelines-scc, so every step runs as
+    // its image's own USER (skopeo as root, Python as 1001) with the namespace's fsGroup; and the analysis team's
+    // namespace LimitRange: 1 CPU and 2 GiB for every container without its own limits, as real cgroup limits.
+    scc: { policy: 'pipelines-scc', uidRange: `${FS_GROUP}/10000` },
+    imageUsers: IMAGE_USERS,
+    limitRange: { cpu: '1', memory: '2Gi' },
   };
 }
 

@@ -13,9 +13,10 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
+import { argoCdSyncOrder, readmeBlock, runsBeforeTheirDefinitions } from '../../support/readme';
 import { expectShellcheckClean } from '../../support/shellcheck';
 import { expectValidTektonManifests } from '../../support/tekton-schema';
-import { freshWorkDir, run } from '../support/tools';
+import { freshWorkDir, requireTools, run } from '../support/tools';
 
 const root = path.resolve(__dirname, '..', '..', '..');
 const PACKAGE = 'cdk8s-modelcar-tekton';
@@ -73,6 +74,12 @@ function writeApp(dir: string, tarball: string): void {
     devDependencies: deps(['cdk8s-cli', 'typescript', 'ts-node', '@types/node']),
   }, null, 2));
   fs.writeFileSync(path.join(dir, 'cdk8s.yaml'), 'language: typescript\napp: npx ts-node main.ts\n');
+  writeTsconfig(dir);
+  fs.writeFileSync(path.join(dir, 'main.ts'), CONSUMER_MAIN);
+}
+
+/** The tsconfig.json `cdk8s init typescript-app` writes (strict). */
+function writeTsconfig(dir: string): void {
   fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify({
     compilerOptions: {
       target: 'ES2017',
@@ -91,12 +98,13 @@ function writeApp(dir: string, tarball: string): void {
     include: ['**/*.ts'],
     exclude: ['node_modules'],
   }, null, 2));
-  fs.writeFileSync(path.join(dir, 'main.ts'), `import { App, Chart, Duration, Size } from 'cdk8s';
-import { ModelcarPipeline, ParamValue, PushTarget, RegistryCredentials, RegistryTrust, Task } from '${PACKAGE}';
+}
+
+const CONSUMER_MAIN = `import { App, Chart, Duration, Size } from 'cdk8s';
+import { ImageResult, ModelcarPipeline, ParamValue, PushTarget, RegistryCredentials, RegistryTrust, Task } from '${PACKAGE}';
 
 const app = new App();
 const chart = new Chart(app, 'models', { namespace: 'private-ai-demo', disableResourceNameHashes: true });
-const fsGroup = 1000970000;
 
 // Our own task, after the pushes: record the image in the model registry.
 const register = new Task(chart, 'register', { name: 'register-model' });
@@ -122,7 +130,7 @@ function modelcar(id: string, repository: string): ModelcarPipeline {
     buildTimeout: Duration.minutes(30),
   });
   // The report task's result: set whether the run built the image or found it published.
-  pipeline.addTask('register', { task: register, params: { IMAGE_REF: ParamValue.string(pipeline.imageResult('mirror', 'IMAGE_REF')) } });
+  pipeline.addTask('register', { task: register, params: { IMAGE_REF: ParamValue.string(pipeline.imageResult('mirror', ImageResult.REF)) } });
   return pipeline;
 }
 
@@ -132,7 +140,6 @@ mistral.addRun('quantized', {
   model: { repo: 'RedHatAI/Mistral-Small-24B-Instruct-2501-quantized.w4a16', include: ['*.safetensors', '*.json'] },
   tags: ['quantized-w4a16'],
   storage: Size.gibibytes(150),
-  fsGroup,
 });
 mistral.addRun('full', {
   name: 'mistral-full',
@@ -140,7 +147,6 @@ mistral.addRun('full', {
   tags: ['full'],
   existingClaim: 'mistral-cache',
   timeout: Duration.hours(4),
-  fsGroup,
 });
 const granite = modelcar('granite', 'granite-3-8b');
 granite.addRun('granite', {
@@ -148,16 +154,45 @@ granite.addRun('granite', {
   model: { repo: 'ibm-granite/granite-3.1-8b-instruct', revision: 'main', exclude: ['*.bin', 'original/*'] },
   tags: ['granite-3.1-8b-instruct'],
   existingClaim: 'granite-cache',
-  fsGroup,
 });
 
 app.synth();
-`);
-}
+`;
 
 let work: string;
 let tarball: string;
 let entries: string[];
+let installed: Promise<string> | undefined;
+
+/** The consumer app, installed once from the tarball (its node_modules serve the README's apps too). */
+function consumerApp(): Promise<string> {
+  installed ??= (async () => {
+    const app = path.join(work, 'app');
+    writeApp(app, tarball);
+    await run('npm', ['install', '--no-audit', '--no-fund'], { cwd: app, env: npmEnv(work), timeoutMs: 600_000 });
+    return app;
+  })();
+  return installed;
+}
+
+/** Writes a cdk8s project (cdk8s.yaml, main.ts) beside the consumer app, with its packages, and runs `cdk8s synth`; returns its dist/. */
+async function cdk8sSynth(name: string, cdk8sYaml: string, main: string): Promise<string> {
+  const consumer = await consumerApp();
+  const dir = path.join(work, name);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.symlinkSync(path.join(consumer, 'node_modules'), path.join(dir, 'node_modules'));
+  fs.writeFileSync(path.join(dir, 'cdk8s.yaml'), cdk8sYaml);
+  fs.writeFileSync(path.join(dir, 'main.ts'), main);
+  writeTsconfig(dir);
+  await run(path.join(consumer, 'node_modules', '.bin', 'cdk8s'), ['synth'], { cwd: dir, env: npmEnv(work), timeoutMs: 300_000 });
+  return path.join(dir, 'dist');
+}
+
+/** The objects `kubectl kustomize` renders from the YAML files of `dir` (a kustomization listing them is written there). */
+async function kustomize(dir: string, files: string[]): Promise<any[]> {
+  fs.writeFileSync(path.join(dir, 'kustomization.yaml'), yaml.dump({ apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization', resources: files }));
+  return yaml.loadAll((await run('kubectl', ['kustomize', dir])).stdout) as any[];
+}
 
 beforeAll(async () => {
   work = freshWorkDir('release-tarball');
@@ -180,9 +215,7 @@ describe('the release tarball', () => {
   });
 
   test('installs into a new cdk8s app beside cdk8s-cli, and cdk8s synth of two pipelines gives valid manifests', async () => {
-    const app = path.join(work, 'app');
-    writeApp(app, tarball);
-    await run('npm', ['install', '--no-audit', '--no-fund'], { cwd: app, env: npmEnv(work), timeoutMs: 600_000 });
+    const app = await consumerApp();
     await run(path.join(app, 'node_modules', '.bin', 'cdk8s'), ['synth'], { cwd: app, env: npmEnv(work), timeoutMs: 300_000 });
 
     const dist = path.join(app, 'dist');
@@ -206,7 +239,7 @@ describe('the release tarball', () => {
       ]);
       const register = pipeline.spec.tasks.find((t: any) => t.name === 'register');
       expect(register.taskRef).toEqual({ name: 'register-model', kind: 'Task' });
-      expect(register.params).toEqual([{ name: 'IMAGE_REF', value: '$(tasks.report-published.results.MIRROR_IMAGE_REF)' }]);
+      expect(register.params).toEqual([{ name: 'IMAGE_REF', value: expect.stringMatching(/^registry\.example\.com:5000\/models\/[\w.-]+@\$\(tasks\.report-published\.results\.IMAGE_DIGEST\)$/) }]);
     }
     const run_ = (variant: string) => docs.find((d) => d.kind === 'PipelineRun' && d.metadata.name.startsWith(`${variant}-`)
       && /^[0-9a-f]{10}$/.test(d.metadata.name.slice(variant.length + 1))).spec;
@@ -217,5 +250,44 @@ describe('the release tarball', () => {
     expect(run_('mistral-full').workspaces).toEqual([{ name: 'shared', persistentVolumeClaim: { claimName: 'mistral-cache' } }]);
     expect(run_('granite').workspaces).toEqual([{ name: 'shared', persistentVolumeClaim: { claimName: 'granite-cache' } }]);
     expect(run_('mistral-quantized').workspaces[0].volumeClaimTemplate.spec.resources.requests.storage).toBe('150Gi');
+  }, 900_000);
+
+  test('the README\'s GitOps example, a cdk8s.yaml project: cdk8s synth writes the waves and options, and Argo CD creates every run after its Pipeline and Tasks', async () => {
+    // GIVEN a real kustomize (kubectl's), as Argo CD renders a folder with a kustomization
+    requireTools(['kubectl']);
+    const main = readmeBlock('### From an empty GitOps repository');
+
+    // WHEN
+    const dist = await cdk8sSynth('readme-app', readmeBlock('### From an empty GitOps repository', 'yaml'), main);
+
+    // THEN the synthesized file, rendered by kustomize, holds the Argo CD annotations of every object
+    const files = fs.readdirSync(dist).filter((f) => f.endsWith('.k8s.yaml'));
+    expect(files).toEqual(['models.k8s.yaml']);
+    const docs = await kustomize(dist, files);
+    expectValidTektonManifests(docs);
+    expect(docs.map((d) => d.kind).sort()).toEqual(['Pipeline', 'PipelineRun', ...Array(6).fill('Task')]);
+    for (const d of docs) {
+      expect([d.kind, d.metadata.namespace, d.metadata.annotations]).toEqual([d.kind, 'private-ai-demo', d.kind === 'PipelineRun'
+        ? { 'argocd.argoproj.io/sync-wave': '2', 'argocd.argoproj.io/sync-options': 'Prune=false', 'argocd.argoproj.io/compare-options': 'IgnoreExtraneous' }
+        : { 'argocd.argoproj.io/sync-wave': '1' }]);
+    }
+    // Argo CD applies by wave, then kind, then name, and waits between waves: the run comes after
+    // the Pipeline and all its Tasks (by name alone, granite-2b-... would come first).
+    const ordered = argoCdSyncOrder(docs);
+    expect(runsBeforeTheirDefinitions(ordered)).toEqual([]);
+    expect(ordered[ordered.length - 1].metadata.name).toMatch(/^granite-2b-[0-9a-f]{10}$/);
+    expect(docs.find((d) => d.kind === 'PipelineRun').spec.taskRunTemplate.podTemplate.securityContext).toEqual({ fsGroupChangePolicy: 'OnRootMismatch' });
+
+    // AND the next step (GitOpsLayout in place of app.synth(), still under cdk8s synth) writes the same objects in its folders
+    const layout = await cdk8sSynth('readme-layout', readmeBlock('### From an empty GitOps repository', 'yaml'), main
+      .replace('import { ModelcarPipeline,', 'import { GitOpsLayout, ModelcarPipeline,')
+      .replace('app.synth();', readmeBlock('### The next step: a folder per kind')));
+    const rendered = yaml.loadAll((await run('kubectl', ['kustomize', layout])).stdout) as any[];
+    const key = (d: any) => `${d.kind}/${d.metadata.name}`;
+    expect(rendered.map(key).sort()).toEqual(docs.map(key).sort());
+    for (const d of rendered) expect(d).toEqual(docs.find((o) => key(o) === key(d)));
+    for (const f of ['01-tasks/kustomization.yaml', '02-pipeline/pipeline-modelcar.md', 'argocd-application.yaml']) {
+      expect(fs.existsSync(path.join(layout, f))).toBe(true);
+    }
   }, 900_000);
 });

@@ -11,7 +11,10 @@
  * - then `chroot` and `setpriv` to drop to the uid/gid/supplementary groups the YAML asks for,
  *   with the container default capability bounding set, and `env -i` for a clean environment.
  *
- * Requires root (or CAP_SYS_ADMIN) and util-linux. The whole process tree is killed on timeout.
+ * - optionally inside cgroups (cgroup.ts) joined by the first process, before anything else runs,
+ * - optionally with stdin, for RUNTIME_EXEC: a container whose argv must reach the kernel's execve unchanged.
+ *
+ * Requires root (or CAP_SYS_ADMIN), util-linux and perl. The whole process tree is killed on timeout.
  */
 import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -46,6 +49,13 @@ export interface SandboxSpec {
   readonly argv: string[];
   /** Kill the step after this many ms (undefined: no limit). */
   readonly timeoutMs?: number;
+  /**
+   * cgroup.procs files (see cgroup.ts) the sandbox's first process joins before anything else runs, so the whole
+   * process tree (setup and step) is inside the container's cgroup.
+   */
+  readonly cgroupProcs?: string[];
+  /** Bytes on the step's standard input (default: none, like a container without `stdin: true`). */
+  readonly stdin?: Buffer;
   readonly onLine: (line: string) => void;
 }
 
@@ -104,7 +114,7 @@ export function sandboxSupport(): { ok: boolean; reason?: string } {
   const check = (): { ok: boolean; reason?: string } => {
     if (process.platform !== 'linux') return { ok: false, reason: 'needs Linux' };
     if (typeof process.getuid !== 'function' || process.getuid() !== 0) return { ok: false, reason: 'needs root (mount namespaces, setpriv)' };
-    for (const tool of ['unshare', 'setpriv', 'chroot', 'mount', 'env']) {
+    for (const tool of ['unshare', 'setpriv', 'chroot', 'mount', 'env', 'perl']) {
       const r = spawnSync('sh', ['-c', `command -v ${tool}`], { env: { PATH: HOST_TOOLS_PATH } });
       if (r.status !== 0) return { ok: false, reason: `${tool} not found` };
     }
@@ -232,14 +242,26 @@ export function runInSandbox(spec: SandboxSpec): Promise<SandboxResult> {
     if (!k || k.includes('=')) throw new Error(`invalid env var name ${JSON.stringify(k)}`);
   }
   const args = ['--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child', '/bin/sh', '-c', outer, 'sh', ...envArgs, ...spec.argv];
+  const procs = spec.cgroupProcs ?? [];
+  for (const f of procs) if (!/^[A-Za-z0-9._/-]+$/.test(f)) throw new Error(`unexpected cgroup.procs path ${JSON.stringify(f)}`);
+  // join the cgroups first (by pid: `$$` is this shell, which then becomes unshare), so every descendant is in them
+  const joinCgroups = [
+    `for f in $TEKTON_CGROUP_PROCS; do echo $$ > "$f" || { echo "tekton-runner: sandbox setup failed: cannot join cgroup $f" >&2; exit ${SETUP_FAILED_EXIT}; }; done`,
+    'unset TEKTON_CGROUP_PROCS',
+    'exec unshare "$@"',
+  ].join('\n');
 
   return new Promise((resolve) => {
     const ioBefore = readSelfIo();
-    const child = spawn('unshare', args, {
+    const child = spawn('/bin/sh', ['-c', joinCgroups, 'sh', ...args], {
       detached: true, // own process group: kill(-pid) reaches everything
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: HOST_TOOLS_PATH, INNER: inner },
+      stdio: [spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      env: { PATH: HOST_TOOLS_PATH, INNER: inner, TEKTON_CGROUP_PROCS: procs.join(' ') },
     });
+    if (spec.stdin) {
+      child.stdin!.on('error', () => { /* the step may exit without reading it all */ });
+      child.stdin!.end(spec.stdin);
+    }
     let timedOut = false;
     let setupError: string | undefined;
     const buffers: Record<string, string> = { out: '', err: '' };
@@ -288,4 +310,33 @@ export function runInSandbox(spec: SandboxSpec): Promise<SandboxResult> {
       }
     });
   });
+}
+
+/**
+ * The container runtime's last step, for a container whose argv must reach the kernel as it is (runc
+ * libcontainer standard_init_linux.go: exec.LookPath(args[0]) in the container's PATH, then execve; a failure is
+ * reported as Go's os.PathError, `exec <path>: <errno text>`). Run inside the sandbox as
+ * `perl -e RUNTIME_EXEC` with the argv NUL-separated on stdin: the argv never passes through another exec on the
+ * way (node's spawn, unshare, chroot, setpriv, env), so the kernel's limits (MAX_ARG_STRLEN per string, the stack
+ * rlimit for all of them) apply exactly at the container's own execve. The errno text is the C library's with a
+ * lower-case first letter, which is Go's syscall error table (e.g. E2BIG: "argument list too long").
+ */
+export const RUNTIME_EXEC = String.raw`
+binmode STDIN; local $/; my $in = <STDIN>;
+my @argv = split /\0/, $in, -1; pop @argv if @argv && $argv[-1] eq '';
+open STDIN, '<', '/dev/null' or die "stdin: $!";
+my $path = $argv[0];
+if ($path !~ m{/}) {
+  my ($found) = grep { -f $_ && -x _ } map { ($_ eq '' ? '.' : $_) . "/$argv[0]" } split /:/, ($ENV{PATH} // ''), -1;
+  if (!defined $found) { print STDERR "exec: \"$argv[0]\": executable file not found in \$PATH\n"; exit 1; }
+  $path = $found;
+}
+exec { $path } @argv;
+printf STDERR "exec %s: %s\n", $path, lcfirst($!);
+exit 1;
+`;
+
+/** NUL-separated argv for RUNTIME_EXEC's stdin. */
+export function runtimeExecInput(argv: string[]): Buffer {
+  return Buffer.from(argv.map((a) => `${a}\0`).join(''), 'utf8');
 }

@@ -4,12 +4,17 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { DEFAULT_CAPABILITIES, runInSandbox, SandboxMount } from './sandbox';
+import { CgroupError, cgroupOutcome, CgroupSettings, ContainerCgroup, createCgroup, removeCgroup } from './cgroup';
+import { DEFAULT_CAPABILITIES, runInSandbox, runtimeExecInput, RUNTIME_EXEC, SandboxMount, SandboxResult } from './sandbox';
 import {
   collectTektonRefs, evaluateWhen, mapResolver, ParamValue, paramResolver, parseDuration,
   Resolver, resultPathKeys, substArray, substString, SubstitutionError,
 } from './substitution';
-import { HostMount, SccOptions, ServiceAccountOptions, StepRecord, TaskRunRecord, TaskStatus } from './types';
+import {
+  ENTRYPOINT_STAND_IN, kubeletMessageShare, placeScriptsArgument, ResourceAmounts, resourceAmounts, RunResult, SCRIPTS_DIR,
+  StepTerminationMessage, stepTerminationMessage, TEKTON_BIN_DIR, tektonInitContainers,
+} from './tekton-pod';
+import { HostMount, ImageUser, LimitRangeOptions, PodRecord, SccOptions, ServiceAccountOptions, StepRecord, TaskRunRecord, TaskStatus } from './types';
 import { applyFsGroup, ensureSubPath, makeEmptyDir, makeKeyFilesDir, VolumeError, VolumeSource, volumeSourceFrom } from './volumes';
 
 /** Options shared by all TaskRuns of a run. */
@@ -25,6 +30,8 @@ export interface RunnerSettings {
   readonly isolateTmp: boolean;
   readonly scc?: SccOptions;
   readonly serviceAccounts?: Record<string, ServiceAccountOptions>;
+  readonly limitRange?: LimitRangeOptions;
+  readonly imageUsers?: Record<string, ImageUser>;
   readonly log: (line: string) => void;
 }
 
@@ -75,6 +82,49 @@ interface Identity {
   home: string;
 }
 
+/** A container's limits as given (`limits`), as numbers, and whether a cgroup enforces them. */
+interface ContainerResources {
+  readonly limits: { readonly memory?: string; readonly cpu?: string };
+  readonly amounts: ResourceAmounts;
+  readonly requestMilliCpu?: number;
+  readonly enforced: boolean;
+}
+
+/** Tekton's place-scripts init container, as the runner runs it. */
+interface PlaceScriptsContainer {
+  readonly argument: string;
+  readonly stepFiles: Array<string | undefined>;
+  readonly id: Identity;
+  readonly env: Record<string, string>;
+  readonly resources: ContainerResources;
+}
+
+interface ContainerRun {
+  readonly res: SandboxResult;
+  readonly lines: string[];
+  readonly startedAt: Date;
+  readonly finishedAt: Date;
+  readonly oomKilled: boolean;
+  readonly peakMemoryBytes?: number;
+  readonly cgroup?: CgroupSettings;
+}
+
+function describeLimits(r: ContainerResources): string {
+  return r.enforced ? ` limits=${Object.entries(r.limits).map(([k, v]) => `${k}:${v}`).join(',')}` : '';
+}
+
+function elide(s: string, max = 120): string {
+  return s.length > max ? `${s.slice(0, max)}...` : s;
+}
+
+/** The image's repository: without digest or tag (a registry's port is not a tag). */
+export function imageRepository(image: string): string {
+  const noDigest = image.split('@')[0];
+  const slash = noDigest.lastIndexOf('/');
+  const colon = noDigest.lastIndexOf(':');
+  return colon > slash ? noDigest.slice(0, colon) : noDigest;
+}
+
 class TaskRunFailure extends Error {
   constructor(readonly reason: string, message: string) {
     super(message);
@@ -83,13 +133,11 @@ class TaskRunFailure extends Error {
 
 const RESULTS_DIR = '/tekton/results';
 const STEPS_DIR = '/tekton/steps';
-const SCRIPTS_DIR = '/tekton/scripts';
 const HOME_DIR = '/tekton/home';
 const WORKSPACE_DIR = '/workspace';
 /** Tekton's pipeline.CredsDir: where the entrypoint writes the service account's credentials, `$(credentials.path)`. */
 export const CREDS_DIR = '/tekton/creds';
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
-const MAX_TERMINATION_MESSAGE = 4096;
 
 /** Parse /etc/passwd of the host (our "image"). */
 function passwdEntry(uid: number): { gid: number; home: string } | undefined {
@@ -300,25 +348,34 @@ export class TaskRunExecutor {
     let identities: Identity[];
     let envs: Array<Record<string, string>>;
     let mounts: SandboxMount[][];
-    let dirs: { results: string; steps: string; scripts: string };
+    let dirs: { results: string; steps: string; scripts: string; bin: string };
     let credsCopy: boolean[] = [];
+    let resources: ContainerResources[];
+    let pod: PodRecord;
+    let placeScripts: PlaceScriptsContainer | undefined;
     try {
       spec = this.prepareSpec(attempt);
       steps = spec.steps;
       if (!steps.length) throw new TaskRunFailure('TaskRunValidationFailed', 'task has no steps');
-      if (spec.sidecars?.length) this.out(`WARNING: ${spec.sidecars.length} sidecar(s) are not run by the local runner`);
+      const sidecars: any[] = spec.sidecars ?? [];
+      if (sidecars.length) this.out(`WARNING: ${sidecars.length} sidecar(s) are not run by the local runner (they still count as containers of the pod)`);
       let podTemplate = inp.podTemplate ?? {};
+      const podName = `${inp.taskRunName}-pod`;
+      let initSecurityContext: any = { runAsUser: podTemplate.securityContext?.runAsUser ?? inp.settings.defaultUid };
+      let sccName: string | undefined;
       if (inp.settings.scc) {
-        const admitted = admitWithScc(inp.settings.scc, steps, podTemplate, `${inp.taskRunName}-pod`);
+        const admitted = admitWithScc(inp.settings.scc, steps, podTemplate, podName);
         steps = admitted.steps;
         podTemplate = admitted.podTemplate;
+        initSecurityContext = admitted.initSecurityContext;
+        sccName = admitted.scc;
         spec = { ...spec, steps };
       }
       const fsGroup: number | undefined = podTemplate.securityContext?.fsGroup ?? inp.settings.defaultFsGroup;
       identities = steps.map((s, i) => this.identity(s, i, podTemplate, fsGroup));
-      const podName = `${inp.taskRunName}-pod`;
       const podUid = crypto.randomUUID();
       envs = steps.map((s, i) => this.stepEnv(s, i, identities[i], podTemplate, podName, podUid));
+      resources = steps.map((s, i) => this.containerResources(s, `step ${stepName(s, i)}`));
       const prepared = this.prepareVolumes(spec, dir, fsGroup, podTemplate);
       dirs = prepared.dirs;
       const sa = this.serviceAccountMounts(podTemplate, dir, identities);
@@ -326,6 +383,29 @@ export class TaskRunExecutor {
         ...prepared.common, ...sa.common, ...(sa.creds[i] ? [sa.creds[i]] : []), ...this.stepMounts(s, i, prepared.volumes, dir),
       ]);
       credsCopy = steps.map(() => sa.hasCreds);
+      // the pod Tekton builds (pkg/pod/pod.go Build): its init containers, and every container's share of the
+      // kubelet's termination-message budget
+      const initContainers = tektonInitContainers(steps, sidecars);
+      const containerCount = steps.length + sidecars.length + initContainers.length;
+      const ps = placeScriptsArgument(steps, sidecars);
+      pod = {
+        initContainers,
+        containerCount,
+        terminationMessageShare: kubeletMessageShare(containerCount),
+        placeScriptsBytes: initContainers.includes('place-scripts') ? Buffer.byteLength(ps.argument) : undefined,
+        scc: sccName,
+      };
+      if (initContainers.includes('place-scripts')) {
+        const initStep = { name: 'place-scripts', securityContext: initSecurityContext };
+        const id = this.identity(initStep, -1, podTemplate, fsGroup);
+        placeScripts = {
+          argument: ps.argument,
+          stepFiles: ps.stepFiles,
+          id,
+          env: { PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOSTNAME: podName, HOME: id.home },
+          resources: this.containerResources(initStep, 'init container place-scripts'),
+        };
+      }
     } catch (e) {
       if (!(e instanceof TaskRunFailure || e instanceof SubstitutionError || e instanceof VolumeError)) throw e; // harness bug
       const reason = e instanceof TaskRunFailure ? e.reason : e instanceof VolumeError ? 'CreateContainerConfigError' : 'TaskRunValidationFailed';
@@ -334,19 +414,24 @@ export class TaskRunExecutor {
       return { ...base, status: 'Failed', reason, message, results: {}, steps: [] };
     }
 
-    // scripts, like Tekton's place-scripts init container
+    // Tekton's place-scripts init container (pkg/pod/script.go convertScripts): `sh -c ARG` writes every script into
+    // /tekton/scripts, with the pod's identity, before any step; the kernel, not the runner, limits ARG's size
+    if (placeScripts) {
+      const failed = await this.runPlaceScripts(placeScripts, dir, dirs, pod, deadline, deadlineReason);
+      if (failed) {
+        this.out(`${failed.status} (${failed.reason}): ${failed.message}`);
+        return { ...base, ...failed, results: {}, steps: [], pod };
+      }
+    }
+
     const argvs: Array<string[] | undefined> = steps.map((s, i) => withCredsCopy(credsCopy[i], stepArgv(s, i)));
     function stepArgv(s: any, i: number): string[] | undefined {
       // kubelet expands $(VAR) in command and args with the container's env
       const expand = (a: string) => expandEnvRefs(String(a), envs[i], new Set(Object.keys(envs[i])));
-      if (typeof s.script === 'string' && s.script !== '') {
-        // Tekton overwrites command with the script file (a stepTemplate may have set one); args go to the script
-        const hasShebang = s.script.trim().startsWith('#!');
-        const file = `script-${i}-${crypto.randomBytes(3).toString('hex').slice(0, 5)}`;
-        fs.writeFileSync(path.join(dirs.scripts, file), hasShebang ? s.script : `#!/bin/sh\nset -e\n${s.script}`);
-        fs.chmodSync(path.join(dirs.scripts, file), 0o755);
-        return [`${SCRIPTS_DIR}/${file}`, ...(s.args ?? []).map(expand)];
-      }
+      const file = placeScripts?.stepFiles[i];
+      // Tekton overwrites command with the script file place-scripts wrote (a stepTemplate may have set one); args
+      // go to the script (pkg/pod/script.go placeScriptInContainer)
+      if (file) return [file, ...(s.args ?? []).map(expand)];
       if (s.command?.length) return [...s.command, ...(s.args ?? [])].map(expand);
       return undefined;
     }
@@ -396,42 +481,45 @@ export class TaskRunExecutor {
       const timeoutMs = limits.length ? Math.min(...limits) : undefined;
       const stepTimeoutWins = stepTimeout !== undefined && stepTimeout > 0 && (remaining === undefined || stepTimeout <= remaining);
 
-      this.out(`image=${s.image ?? '(none)'} uid=${id.uid} gid=${id.gid} groups=[${id.groups.join(',')}]${id.privileged ? ' PRIVILEGED' : ''}`, name);
-      const lines: string[] = [];
-      const scratch = path.join(dir, 'sandbox', String(i));
-      fs.mkdirSync(scratch, { recursive: true });
-      const startedAt = new Date();
-      const res = await runInSandbox({
-        scratchDir: scratch,
-        mounts: mounts[i],
-        uid: id.uid,
-        gid: id.gid,
-        groups: id.groups,
-        noNewPrivs: id.noNewPrivs,
-        capabilities: id.capabilities,
-        readOnlyRootFilesystem: id.readOnlyRootFilesystem,
-        privileged: id.privileged,
-        isolateTmp: inp.settings.isolateTmp,
-        workingDir: s.workingDir ? path.posix.resolve(WORKSPACE_DIR, s.workingDir) : '/',
-        env: envs[i],
-        argv,
-        timeoutMs,
-        onLine: (line) => {
-          lines.push(line);
-          this.out(line, name);
-        },
-      });
-      const finishedAt = new Date();
+      this.out(`image=${s.image ?? '(none)'} uid=${id.uid} gid=${id.gid} groups=[${id.groups.join(',')}]${id.privileged ? ' PRIVILEGED' : ''}${describeLimits(resources[i])}`, name);
+      let ran: ContainerRun;
       try {
-        fs.rmdirSync(scratch);
-      } catch {
-        // still a mount point or not empty: leave it
+        ran = await this.runContainer({
+          key: `step-${i}`,
+          logName: name,
+          dir,
+          id,
+          mounts: mounts[i],
+          env: envs[i],
+          argv,
+          workingDir: s.workingDir ? path.posix.resolve(WORKSPACE_DIR, s.workingDir) : '/',
+          timeoutMs,
+          resources: resources[i],
+        });
+      } catch (e) {
+        if (!(e instanceof TaskRunFailure)) throw e;
+        failure = { status: 'Failed', reason: e.reason, message: `step ${name}: ${e.message}` };
+        this.out(`FAILED (${e.reason}): ${e.message}`, name);
+        records.push({ name, exitCode: null, reason: 'Error', log: '' });
+        continue;
       }
-      const exitCode = res.exitCode;
-      fs.mkdirSync(path.join(dirs.steps, `step-${name}`), { recursive: true });
-      fs.writeFileSync(path.join(dirs.steps, `step-${name}`, 'exitCode'), String(exitCode ?? ''));
+      const { res, startedAt, finishedAt } = ran;
+      let exitCode = res.exitCode;
 
       let reason = exitCode === 0 ? 'Completed' : 'Error';
+      // Tekton's entrypoint (pkg/entrypoint/entrypointer.go Go) writes the termination message after the command
+      let termination: StepTerminationMessage | undefined;
+      if (!res.setupError && !res.timedOut && !ran.oomKilled) {
+        termination = stepTerminationMessage(this.runResults(spec, dirs.results), startedAt, s.onError === 'continue' ? exitCode ?? undefined : undefined);
+        if (termination.error) {
+          // cmd/entrypoint main.go: the write error is printed and the entrypoint exits 1, whatever the command did
+          const line = termination.error;
+          ran.lines.push(line);
+          this.out(line, name);
+          exitCode = 1;
+          reason = 'Error';
+        }
+      }
       if (res.setupError) {
         failure = { status: 'Failed', reason: 'SandboxSetupFailed', message: res.setupError };
       } else if (res.timedOut) {
@@ -442,6 +530,23 @@ export class TaskRunExecutor {
           reason = 'TaskRunTimeout';
           failure = { status: 'TimedOut', reason: deadlineReason(), message: `TaskRun ${inp.taskRunName} failed to finish within its timeout` };
         }
+      } else if (ran.oomKilled) {
+        // the runtime (CRI-O, from the cgroup's oom_kill count) reports a container that saw an OOM kill as terminated
+        // with reason OOMKilled, which the kubelet copies into the container status
+        // (pkg/kubelet/kuberuntime/kuberuntime_container.go toKubeContainerStatus); Tekton's
+        // status.go extractContainerFailureMessage adds the reason from v1.3.0 on
+        reason = 'OOMKilled';
+        failure = {
+          status: 'Failed',
+          reason: 'Failed',
+          message: `"step-${name}" exited with code ${exitCode}: OOMKilled (memory limit ${resources[i].limits.memory} = ${resources[i].amounts.memory} bytes, peak ${ran.peakMemoryBytes} bytes)`,
+        };
+      } else if (termination?.error) {
+        failure = {
+          status: 'Failed',
+          reason: 'Failed',
+          message: `"step-${name}" exited with code 1 (entrypoint: ${termination.error} ${termination.refusedBytes} bytes)`,
+        };
       } else if (exitCode !== 0) {
         if (s.onError === 'continue') {
           reason = 'Continued';
@@ -449,27 +554,192 @@ export class TaskRunExecutor {
           failure = { status: 'Failed', reason: 'Failed', message: `"step-${name}" exited with code ${exitCode}` };
         }
       }
-      if (!failure) {
-        const size = this.terminationMessageSize(spec, dirs.results);
-        if (size > MAX_TERMINATION_MESSAGE) {
-          failure = {
-            status: 'Failed',
-            reason: 'Failed',
-            message: `Termination message is above max allowed size ${MAX_TERMINATION_MESSAGE}, caused by large task result (${size} bytes after step ${name})`,
-          };
-        }
+      // the kubelet keeps termination messages within the pod's budget by cutting each one to its share
+      // (pkg/kubelet/status/status_manager.go normalizeStatus); a cut message is no longer JSON and Tekton loses the
+      // step's results (pkg/pod/status.go: termination.ParseMessage fails, logged as "... could not be parsed sas JSON")
+      if (!failure && termination && termination.bytes > pod.terminationMessageShare) {
+        const cut = Buffer.from(termination.message).subarray(0, pod.terminationMessageShare).toString('utf8');
+        failure = {
+          status: 'Failed',
+          reason: 'Failed',
+          message: `the kubelet cut the termination message of "step-${name}" (${termination.bytes} bytes) to its share of ${pod.terminationMessageShare} bytes `
+            + `(12288 / ${pod.containerCount} containers: ${steps.length} steps, ${(spec.sidecars ?? []).length} sidecars, init containers ${pod.initContainers.join(', ')}); `
+            + `Tekton: termination message could not be parsed sas JSON: parsing message json: unexpected end of JSON input, msg: ${elide(cut)} - the step's results are lost`,
+        };
       }
-      this.out(`exit ${exitCode}${reason !== 'Completed' ? ` (${reason})` : ''} in ${finishedAt.getTime() - startedAt.getTime()} ms`, name);
-      records.push({ name, exitCode, reason, startedAt, finishedAt, uid: id.uid, gid: id.gid, groups: id.groups, log: lines.join('\n'), io: res.io });
+      fs.mkdirSync(path.join(dirs.steps, `step-${name}`), { recursive: true });
+      fs.writeFileSync(path.join(dirs.steps, `step-${name}`, 'exitCode'), String(exitCode ?? ''));
+      this.out(`exit ${exitCode}${reason !== 'Completed' ? ` (${reason})` : ''} in ${finishedAt.getTime() - startedAt.getTime()} ms${ran.peakMemoryBytes !== undefined ? `, peak memory ${ran.peakMemoryBytes} bytes` : ''}`, name);
+      records.push({
+        name,
+        exitCode,
+        reason,
+        startedAt,
+        finishedAt,
+        uid: id.uid,
+        gid: id.gid,
+        groups: id.groups,
+        log: ran.lines.join('\n'),
+        io: res.io,
+        terminationMessageBytes: termination?.bytes,
+        limits: resources[i].enforced ? resources[i].limits : undefined,
+        cgroup: ran.cgroup,
+        peakMemoryBytes: ran.peakMemoryBytes,
+      });
     }
 
     const results = this.readResults(spec, dirs.results);
     if (failure) {
       this.out(`${failure.status} (${failure.reason}): ${failure.message}`);
-      return { ...base, ...failure, results, steps: records };
+      return { ...base, ...failure, results, steps: records, pod };
     }
     this.out('Succeeded');
-    return { ...base, status: 'Succeeded', reason: 'Succeeded', results, steps: records };
+    return { ...base, status: 'Succeeded', reason: 'Succeeded', results, steps: records, pod };
+  }
+
+  /** Run place-scripts; returns the TaskRun's failure when it fails (Tekton: the pod fails, no step starts). */
+  private async runPlaceScripts(
+    ps: { argument: string; id: Identity; env: Record<string, string>; resources: ContainerResources },
+    dir: string,
+    dirs: { scripts: string; bin: string },
+    pod: PodRecord,
+    deadline: number | undefined,
+    deadlineReason: () => string,
+  ): Promise<{ status: TaskStatus; reason: string; message: string } | undefined> {
+    // Tekton's prepare init container copies its entrypoint binary to /tekton/bin; here, the decode-script stand-in
+    fs.writeFileSync(path.join(dirs.bin, 'entrypoint'), ENTRYPOINT_STAND_IN, { mode: 0o755 });
+    fs.chmodSync(path.join(dirs.bin, 'entrypoint'), 0o755);
+    this.out(`init container place-scripts: uid=${ps.id.uid} gid=${ps.id.gid}, sh -c <${pod.placeScriptsBytes} bytes>${describeLimits(ps.resources)}`);
+    let ran: ContainerRun;
+    try {
+      ran = await this.runContainer({
+        key: 'place-scripts',
+        logName: 'place-scripts',
+        dir,
+        id: ps.id,
+        mounts: [
+          { hostPath: dirs.scripts, containerPath: SCRIPTS_DIR },
+          { hostPath: dirs.bin, containerPath: TEKTON_BIN_DIR, readOnly: true },
+        ],
+        env: ps.env,
+        // command ["sh"], args ["-c", ARG]: handed to the runtime's exec as they are (see RUNTIME_EXEC)
+        argv: ['perl', '-e', RUNTIME_EXEC],
+        stdin: runtimeExecInput(['sh', '-c', ps.argument]),
+        workingDir: '/',
+        timeoutMs: deadline !== undefined ? Math.max(0, deadline - Date.now()) : undefined,
+        resources: ps.resources,
+      });
+    } catch (e) {
+      if (!(e instanceof TaskRunFailure)) throw e;
+      return { status: 'Failed', reason: e.reason, message: `init container place-scripts: ${e.message}` };
+    }
+    pod.initContainerStatuses = [{ name: 'place-scripts', exitCode: ran.res.exitCode, reason: ran.oomKilled ? 'OOMKilled' : ran.res.exitCode === 0 ? 'Completed' : 'Error', log: ran.lines.join('\n') }];
+    if (ran.res.setupError) return { status: 'Failed', reason: 'SandboxSetupFailed', message: ran.res.setupError };
+    if (ran.res.timedOut) return { status: 'TimedOut', reason: deadlineReason(), message: `TaskRun ${this.input.taskRunName} failed to finish within its timeout` };
+    if (ran.res.exitCode !== 0) {
+      // tektoncd/pipeline pkg/pod/status.go getFailureMessage: "init container failed, " + the container's message
+      // (v1.3.0+ append ": <terminated reason>", e.g. ": Error"); the TaskRun's reason is Failed
+      return {
+        status: 'Failed',
+        reason: 'Failed',
+        message: `init container failed, "place-scripts" exited with code ${ran.res.exitCode}${ran.oomKilled ? ': OOMKilled' : ''} (log: ${ran.lines.join(' | ')}; sh -c argument ${pod.placeScriptsBytes} bytes)`,
+      };
+    }
+    return undefined;
+  }
+
+  /** One container in its sandbox, inside a cgroup with its limits when it has any. */
+  private async runContainer(c: {
+    key: string;
+    logName: string;
+    dir: string;
+    id: Identity;
+    mounts: SandboxMount[];
+    env: Record<string, string>;
+    argv: string[];
+    stdin?: Buffer;
+    workingDir: string;
+    timeoutMs?: number;
+    resources: ContainerResources;
+  }): Promise<ContainerRun> {
+    let cg: ContainerCgroup | undefined;
+    if (c.resources.enforced) {
+      try {
+        cg = createCgroup(`tekton-runner-${process.pid}-${crypto.randomBytes(4).toString('hex')}-${c.key}`, {
+          memoryBytes: c.resources.amounts.memory,
+          milliCpu: c.resources.amounts.milliCpu,
+          requestMilliCpu: c.resources.requestMilliCpu,
+        });
+      } catch (e) {
+        if (!(e instanceof CgroupError)) throw e;
+        throw new TaskRunFailure('CgroupSetupFailed', `limits ${JSON.stringify(c.resources.limits)} cannot be enforced: ${e.message} (the runner never runs a container without its limits)`);
+      }
+    }
+    const lines: string[] = [];
+    const scratch = path.join(c.dir, 'sandbox', c.key);
+    fs.mkdirSync(scratch, { recursive: true });
+    const startedAt = new Date();
+    let res: SandboxResult;
+    try {
+      res = await runInSandbox({
+        scratchDir: scratch,
+        mounts: c.mounts,
+        uid: c.id.uid,
+        gid: c.id.gid,
+        groups: c.id.groups,
+        noNewPrivs: c.id.noNewPrivs,
+        capabilities: c.id.capabilities,
+        readOnlyRootFilesystem: c.id.readOnlyRootFilesystem,
+        privileged: c.id.privileged,
+        isolateTmp: this.input.settings.isolateTmp,
+        workingDir: c.workingDir,
+        env: c.env,
+        argv: c.argv,
+        stdin: c.stdin,
+        timeoutMs: c.timeoutMs,
+        cgroupProcs: cg?.procsFiles,
+        onLine: (line) => {
+          lines.push(line);
+          this.out(line, c.logName);
+        },
+      });
+    } finally {
+      try {
+        fs.rmdirSync(scratch);
+      } catch {
+        // still a mount point or not empty: leave it
+      }
+    }
+    const finishedAt = new Date();
+    const outcome = cg ? cgroupOutcome(cg) : { oomKilled: false, peakMemoryBytes: undefined };
+    if (cg) await removeCgroup(cg);
+    return { res, lines, startedAt, finishedAt, oomKilled: outcome.oomKilled, peakMemoryBytes: outcome.peakMemoryBytes, cgroup: cg?.settings };
+  }
+
+  /**
+   * A container's limits: its own `computeResources` (Tekton v1; `resources` is accepted too), each resource it
+   * does not limit taken from the namespace's LimitRange default, as the LimitRanger admission plugin does
+   * (kubernetes plugin/pkg/admission/limitranger: defaults per resource, never over a container's own value).
+   */
+  private containerResources(container: any, what: string): ContainerResources {
+    const own = container.computeResources ?? container.resources ?? {};
+    const lr = this.input.settings.limitRange;
+    const limits: { memory?: string; cpu?: string } = {};
+    for (const r of ['memory', 'cpu'] as const) {
+      const v = own.limits?.[r] ?? lr?.[r];
+      if (v !== undefined) limits[r] = String(v);
+    }
+    // a request defaults to the LimitRange's defaultRequest, else to the limit (API defaulting)
+    const requestCpu = own.requests?.cpu ?? lr?.defaultRequest?.cpu ?? limits.cpu;
+    let amounts: ResourceAmounts;
+    let requestMilliCpu: number | undefined;
+    try {
+      amounts = resourceAmounts(limits, what);
+      requestMilliCpu = requestCpu !== undefined ? resourceAmounts({ cpu: requestCpu }, `${what} request`).milliCpu : undefined;
+    } catch (e) {
+      throw new TaskRunFailure('TaskRunValidationFailed', (e as Error).message);
+    }
+    return { limits, amounts, requestMilliCpu, enforced: limits.memory !== undefined || limits.cpu !== undefined };
   }
 
   /** Step template, overrides and all substitution passes. */
@@ -561,11 +831,14 @@ export class TaskRunExecutor {
     const inp = this.input;
     const pod = podTemplate.securityContext ?? {};
     const sc = step.securityContext ?? {};
-    const uid: number = sc.runAsUser ?? pod.runAsUser ?? inp.settings.defaultUid;
+    const name = i < 0 ? String(step.name) : stepName(step, i);
+    // no runAsUser anywhere: the container runs as its image's USER (and that user's group)
+    const explicitUid = sc.runAsUser ?? pod.runAsUser ?? undefined;
+    const fromImage = explicitUid === undefined ? this.imageUser(step, name) : undefined;
+    const uid: number = sc.runAsUser ?? pod.runAsUser ?? fromImage?.uid ?? inp.settings.defaultUid;
     const pw = passwdEntry(uid);
-    const gid: number = sc.runAsGroup ?? pod.runAsGroup ?? pw?.gid ?? 0;
+    const gid: number = sc.runAsGroup ?? pod.runAsGroup ?? fromImage?.gid ?? pw?.gid ?? 0;
     const runAsNonRoot = sc.runAsNonRoot ?? pod.runAsNonRoot;
-    const name = stepName(step, i);
     if (runAsNonRoot && uid === 0) {
       throw new TaskRunFailure('CreateContainerConfigError', `step ${name}: container has runAsNonRoot and image will run as root`);
     }
@@ -589,6 +862,24 @@ export class TaskRunExecutor {
       privileged,
       home: pw?.home ?? '/',
     };
+  }
+
+  /**
+   * The image's USER from options.imageUsers (by repository). Without the table the runner's defaultUid stands in,
+   * except under pipelines-scc, which runs containers as their image's user: there an unknown image is an error.
+   */
+  private imageUser(step: any, name: string): ImageUser | undefined {
+    const table = this.input.settings.imageUsers;
+    const underPipelinesScc = this.input.settings.scc?.policy === 'pipelines-scc';
+    if (!table && !underPipelinesScc) return undefined;
+    const image = typeof step.image === 'string' ? step.image : '';
+    const user = table?.[imageRepository(image)];
+    if (!user) {
+      throw new TaskRunFailure('ImageUserUnknown',
+        `step ${name}: the user of image ${JSON.stringify(image)} is not known (its repository ${JSON.stringify(imageRepository(image))} is not in options.imageUsers)`
+        + `${underPipelinesScc ? ', and pipelines-scc runs each container as its image\'s USER' : ''}: add it with the image's USER, e.g. { uid: 1001, gid: 0 }`);
+    }
+    return user;
   }
 
   private lookupKey(kind: 'secret' | 'configMap', name: string, key: string | undefined, optional: boolean, what: string): string | undefined {
@@ -698,13 +989,21 @@ export class TaskRunExecutor {
       own(d, false);
       return d;
     };
-    const dirs = { workspace: implicit('workspace'), home: implicit('home'), results: implicit('results'), steps: implicit('steps'), scripts: implicit('scripts') };
+    const dirs = {
+      workspace: implicit('workspace'),
+      home: implicit('home'),
+      results: implicit('results'),
+      steps: implicit('steps'),
+      scripts: implicit('scripts'),
+      bin: implicit('bin'),
+    };
     const common: SandboxMount[] = [
       { hostPath: dirs.workspace, containerPath: WORKSPACE_DIR },
       { hostPath: dirs.home, containerPath: HOME_DIR },
       { hostPath: dirs.results, containerPath: RESULTS_DIR },
       { hostPath: dirs.steps, containerPath: STEPS_DIR, readOnly: true },
       { hostPath: dirs.scripts, containerPath: SCRIPTS_DIR, readOnly: true },
+      { hostPath: dirs.bin, containerPath: TEKTON_BIN_DIR, readOnly: true },
     ];
     // workspaces
     for (const d of spec.workspaces ?? []) {
@@ -754,10 +1053,14 @@ export class TaskRunExecutor {
     return out;
   }
 
-  private terminationMessageSize(spec: any, resultsDir: string): number {
-    const results = this.readResults(spec, resultsDir);
-    const entries = Object.entries(results).map(([key, value]) => ({ key, value, type: 1 }));
-    return entries.length ? Buffer.byteLength(JSON.stringify(entries)) : 0;
+  /**
+   * The declared results present in /tekton/results, in the Task's order, as the entrypoint reads them
+   * (a file's bytes as a Go string; bytes that are not UTF-8 would be marshalled by Go as \ufffd, 6 bytes, here as
+   * U+FFFD, 3 bytes: results are text in practice).
+   */
+  private runResults(spec: any, resultsDir: string): RunResult[] {
+    const files = this.readResults(spec, resultsDir);
+    return (spec.results ?? []).filter((r: any) => r.name in files).map((r: any) => ({ key: r.name, value: files[r.name], type: 1 }));
   }
 }
 
@@ -782,11 +1085,20 @@ function parseRange(what: string, value: string): { start: number; end: number }
   return { start: Number(m[1]), end: Number(m[1]) + Number(m[2]) - 1 };
 }
 
+interface SccProvider {
+  readonly name: string;
+  readonly problems: string[];
+  readonly steps: any[];
+  readonly podTemplate: any;
+  /** The securityContext Tekton's init containers (none set) end up with. */
+  readonly initSecurityContext: any;
+}
+
 /**
- * OpenShift's admission of a pod under restricted-v2 (the SCC every service account may use): defaults from the
- * namespace's ranges, then validation; a pod that does not validate is refused with the SCC's words.
+ * restricted-v2 (every service account may use it): runAsUser MustRunAsRange, fsGroup MustRunAs, no privilege
+ * escalation, ALL capabilities dropped, only NET_BIND_SERVICE may be added.
  */
-export function admitWithScc(scc: SccOptions, steps: any[], podTemplate: any, podName: string): { steps: any[]; podTemplate: any } {
+function restrictedV2(scc: SccOptions, steps: any[], podTemplate: any): SccProvider {
   const uids = parseRange('uidRange', scc.uidRange);
   const groups = parseRange('supplementalGroups', scc.supplementalGroups ?? scc.uidRange);
   const pod = structuredClone(podTemplate ?? {});
@@ -820,9 +1132,70 @@ export function admitWithScc(scc: SccOptions, steps: any[], podTemplate: any, po
     s.securityContext = sc;
     return s;
   });
-  if (problems.length) {
-    throw new TaskRunFailure('PodCreationFailed',
-      `failed to create task run pod "${podName}": pods "${podName}" is forbidden: unable to validate against any security context constraint: [${problems.join(', ')}]`);
+  const initSecurityContext = { runAsUser: psc.runAsUser ?? uids.start, runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
+  return { name: 'restricted-v2', problems, steps: admitted, podTemplate: pod, initSecurityContext };
+}
+
+/**
+ * pipelines-scc, which OpenShift Pipelines' operator gives its `pipeline` service account (tektoncd/operator
+ * cmd/openshift/operator/kodata/openshift/00-prereconcile/openshift-pipelines-scc.yaml): priority 10, runAsUser
+ * RunAsAny (no uid is set: each container runs as its image's USER unless the YAML sets runAsUser), fsGroup MustRunAs
+ * (the namespace's supplemental-groups range, default its first value), supplementalGroups RunAsAny,
+ * allowPrivilegeEscalation true, allowPrivilegedContainer false, defaultAddCapabilities [SETFCAP],
+ * requiredDropCapabilities [MKNOD], allowedCapabilities null (nothing beyond the default may be added).
+ */
+function pipelinesScc(scc: SccOptions, steps: any[], podTemplate: any): SccProvider {
+  const groups = parseRange('supplementalGroups', scc.supplementalGroups ?? scc.uidRange);
+  const pod = structuredClone(podTemplate ?? {});
+  const psc = { ...(pod.securityContext ?? {}) };
+  const problems: string[] = [];
+  const p = (m: string) => problems.push(`provider "pipelines-scc": ${m}`);
+  psc.fsGroup ??= groups.start;
+  if (psc.fsGroup < groups.start || psc.fsGroup > groups.end) {
+    p(`.spec.securityContext.fsGroup: Invalid value: []int64{${psc.fsGroup}}: ${psc.fsGroup} is not an allowed group`);
   }
-  return { steps: admitted, podTemplate: pod };
+  pod.securityContext = psc;
+  const withCapabilities = (caps: any) => ({
+    add: [...new Set([...(caps?.add ?? []), 'SETFCAP'])],
+    drop: [...new Set([...(caps?.drop ?? []), 'MKNOD'])],
+  });
+  const admitted = steps.map((step, i) => {
+    const s = structuredClone(step);
+    const sc = { ...(s.securityContext ?? {}) };
+    const where = `.containers[${i}]`;
+    if (sc.privileged) p(`${where}.privileged: Invalid value: true: Privileged containers are not allowed`);
+    for (const c of sc.capabilities?.add ?? []) {
+      if (capName(c) !== 'setfcap') p(`${where}.capabilities.add: Invalid value: "${c}": capability may not be added`);
+    }
+    sc.capabilities = withCapabilities(sc.capabilities);
+    s.securityContext = sc;
+    return s;
+  });
+  // Tekton's shell image runs place-scripts; RunAsAny keeps its USER
+  const shell = scc.initContainerUser ?? { uid: 0, gid: 0 };
+  const initSecurityContext = {
+    runAsUser: psc.runAsUser ?? shell.uid,
+    ...(psc.runAsUser === undefined && psc.runAsGroup === undefined ? { runAsGroup: shell.gid } : {}),
+    capabilities: withCapabilities(undefined),
+  };
+  return { name: 'pipelines-scc', problems, steps: admitted, podTemplate: pod, initSecurityContext };
+}
+
+/**
+ * OpenShift's SCC admission of a TaskRun pod: the SCCs the service account may use, by priority (pipelines-scc,
+ * priority 10, before restricted-v2 when the policy is pipelines-scc); the first that validates the pod sets its
+ * defaults; when none does, the pod is refused with every provider's words.
+ */
+export function admitWithScc(scc: SccOptions, steps: any[], podTemplate: any, podName: string):
+{ steps: any[]; podTemplate: any; initSecurityContext: any; scc: string } {
+  const policy = scc.policy ?? 'restricted-v2';
+  if (policy !== 'restricted-v2' && policy !== 'pipelines-scc') throw new Error(`tekton-runner: scc policy "${policy}" is not modelled: use restricted-v2 or pipelines-scc`);
+  const providers = policy === 'pipelines-scc' ? [pipelinesScc, restrictedV2] : [restrictedV2];
+  const tried = providers.map((provider) => provider(scc, steps, podTemplate));
+  const ok = tried.find((t) => !t.problems.length);
+  if (!ok) {
+    throw new TaskRunFailure('PodCreationFailed',
+      `failed to create task run pod "${podName}": pods "${podName}" is forbidden: unable to validate against any security context constraint: [${tried.flatMap((t) => t.problems).join(', ')}]`);
+  }
+  return { steps: ok.steps, podTemplate: ok.podTemplate, initSecurityContext: ok.initSecurityContext, scc: ok.name };
 }

@@ -207,6 +207,8 @@ class PipelineRunner {
       isolateTmp: options.isolateTmp ?? true,
       scc: options.scc,
       serviceAccounts: options.serviceAccounts,
+      limitRange: options.limitRange,
+      imageUsers: options.imageUsers,
       log: (line) => this.log(line),
     };
   }

@@ -16,18 +16,54 @@ export interface HostMount {
 }
 
 /**
- * OpenShift's restricted-v2 SCC for the run's namespace, from the namespace's annotations (each `<start>/<size>`).
- * With it, every TaskRun pod is admitted like OpenShift admits it: unset runAsUser (pod and container) gets the
- * range's first uid, unset fsGroup the group range's first value; a uid or fsGroup outside its range, a privileged
- * container, an added capability other than NET_BIND_SERVICE or allowPrivilegeEscalation: true refuse the pod
- * (TaskRun reason PodCreationFailed, with the SCC's words); every container drops ALL capabilities and runs with
- * no_new_privs. supplementalGroups are RunAsAny, as in restricted-v2.
+ * OpenShift's SCC admission for the run's namespace, with the namespace's ranges from its annotations (each
+ * `<start>/<size>`). Every TaskRun pod (steps and Tekton's init containers) is admitted like OpenShift admits it.
+ *
+ * restricted-v2 (policy 'restricted-v2', the default): unset runAsUser (pod and container) gets the range's first
+ * uid, unset fsGroup the group range's first value; a uid or fsGroup outside its range, a privileged container, an
+ * added capability other than NET_BIND_SERVICE or allowPrivilegeEscalation: true refuse the pod (TaskRun reason
+ * PodCreationFailed, with the SCC's words); every container drops ALL capabilities and runs with no_new_privs.
+ * supplementalGroups are RunAsAny, as in restricted-v2.
+ *
+ * pipelines-scc (policy 'pipelines-scc', what OpenShift Pipelines gives its `pipeline` service account, tried before
+ * restricted-v2 by its priority 10): runAsUser RunAsAny, so a container without runAsUser runs as its image's USER
+ * (from `imageUsers`, which is then required; an image missing from it fails the TaskRun, reason ImageUserUnknown);
+ * fsGroup MustRunAs the supplemental-groups range (default its first value); privilege escalation allowed; SETFCAP
+ * added and MKNOD dropped on every container; a privileged container or any other added capability is refused
+ * by it (and then restricted-v2 is tried, as OpenShift does; `TaskRunRecord.pod.scc` says which admitted the pod).
  */
 export interface SccOptions {
   /** `openshift.io/sa.scc.uid-range`, e.g. '1000650000/10000'. */
   readonly uidRange: string;
   /** `openshift.io/sa.scc.supplemental-groups` (fsGroup's range). Default: the uid range, as OpenShift allocates them. */
   readonly supplementalGroups?: string;
+  /** The SCC the TaskRun's service account gets. Default 'restricted-v2'. */
+  readonly policy?: 'restricted-v2' | 'pipelines-scc';
+  /**
+   * Under pipelines-scc: the USER of Tekton's shell image, which runs the place-scripts init container (its
+   * runAsUser is not set either). Default root (0:0), an image without a USER.
+   */
+  readonly initContainerUser?: ImageUser;
+}
+
+/** The user an image runs as (its `USER`, and that user's primary group in the image's /etc/passwd). */
+export interface ImageUser {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/**
+ * A namespace LimitRange's container defaults (`spec.limits[type=Container]`), as the LimitRanger admission plugin
+ * applies them: each resource a container (step or init container) does not limit itself gets `default`. Quantities
+ * are Kubernetes quantities ('1', '500m', '2Gi').
+ */
+export interface LimitRangeOptions {
+  /** `default.cpu`: enforced as a CFS quota (cpu.cfs_quota_us / cfs_period_us, or cpu.max). */
+  readonly cpu?: string;
+  /** `default.memory`: enforced as the cgroup's memory limit; over it, the kernel's OOM killer kills. */
+  readonly memory?: string;
+  /** `defaultRequest` (cpu gives cpu.shares); default: the limits, as Kubernetes defaults requests. */
+  readonly defaultRequest?: { readonly cpu?: string; readonly memory?: string };
 }
 
 /** A ServiceAccount of the namespace, as Tekton and the kubelet use it. */
@@ -88,6 +124,19 @@ export interface RunPipelineOptions {
   /** OpenShift SCC admission of every TaskRun pod (see SccOptions). Default: none (any identity is accepted). */
   readonly scc?: SccOptions;
   /**
+   * The user each image runs as, by image repository (no tag or digest), e.g. { 'registry.access.redhat.com/ubi9/python-312':
+   * { uid: 1001, gid: 0 } }. When given, a step without runAsUser runs as its image's user (an image not listed
+   * fails the TaskRun, reason ImageUserUnknown) instead of `defaultUid`; required by scc policy 'pipelines-scc'.
+   */
+  readonly imageUsers?: Record<string, ImageUser>;
+  /**
+   * The namespace's LimitRange container defaults (see LimitRangeOptions). A container with limits (its own
+   * `computeResources.limits` or these) runs in a cgroup of its own with them; where no cgroup can be created the
+   * TaskRun fails (reason CgroupSetupFailed), it never runs without its limits. Default: no LimitRange (only
+   * containers' own limits are enforced).
+   */
+  readonly limitRange?: LimitRangeOptions;
+  /**
    * ServiceAccounts by name. The one a TaskRun uses (taskRunTemplate.serviceAccountName, else 'default') gets
    * Tekton's credential handling: its docker secrets in /tekton/creds (`$(credentials.path)`, a private emptyDir
    * per step), copied into `$HOME` only where the step can write `$HOME` (else the warning "unsuccessful cred
@@ -112,7 +161,10 @@ export interface StepRecord {
   readonly name: string;
   /** Exit code; null when the step did not run (skipped) or could not be started. */
   readonly exitCode: number | null;
-  /** 'Completed' | 'Error' | 'Continued' (failed with onError continue) | 'TimeoutExceeded' | 'Skipped' | 'TaskRunTimeout'. */
+  /**
+   * 'Completed' | 'Error' | 'Continued' (failed with onError continue) | 'TimeoutExceeded' | 'Skipped' | 'TaskRunTimeout'
+   * | 'OOMKilled' (the kernel's OOM killer killed in the step's cgroup; the runtime then reports this reason).
+   */
   readonly reason: string;
   readonly startedAt?: Date;
   readonly finishedAt?: Date;
@@ -124,6 +176,36 @@ export interface StepRecord {
   readonly log: string;
   /** Storage I/O of the step's whole process tree (see SandboxIo); absent when it could not be read. */
   readonly io?: StepIo;
+  /** Bytes of the termination message Tekton's entrypoint left (results so far, StartedAt...). */
+  readonly terminationMessageBytes?: number;
+  /** The limits the step ran under (its own, else the LimitRange's); absent when it had none. */
+  readonly limits?: { readonly memory?: string; readonly cpu?: string };
+  /** Its cgroup's settings, read back from the cgroup's files. */
+  readonly cgroup?: {
+    readonly version: 1 | 2;
+    readonly memoryPath?: string;
+    readonly memoryLimitBytes?: number;
+    readonly cpuQuotaUs?: number;
+    readonly cpuPeriodUs?: number;
+  };
+  /** Peak memory of the step's cgroup (memory.max_usage_in_bytes, or memory.peak on cgroup v2), when it had one. */
+  readonly peakMemoryBytes?: number;
+}
+
+/** The pod Tekton would build for the TaskRun, as far as the runner models it. */
+export interface PodRecord {
+  /** Tekton's init containers: prepare, place-scripts (a step or sidecar has a script), working-dir-initializer. */
+  readonly initContainers: string[];
+  /** Containers + init containers (the kubelet's divisor). */
+  readonly containerCount: number;
+  /** Bytes of termination message the kubelet keeps per container: 12288 / containerCount. */
+  readonly terminationMessageShare: number;
+  /** Bytes of place-scripts' `sh -c` argument (the kernel refuses 131072 and more: MAX_ARG_STRLEN). */
+  readonly placeScriptsBytes?: number;
+  /** The SCC that admitted the pod (scc mode only). */
+  readonly scc?: string;
+  /** Init containers that ran (place-scripts). */
+  initContainerStatuses?: Array<{ readonly name: string; readonly exitCode: number | null; readonly reason: string; readonly log: string }>;
 }
 
 /**
@@ -154,6 +236,8 @@ export interface TaskRunRecord {
   readonly results: Record<string, string>;
   /** Steps of the last attempt. */
   readonly steps: StepRecord[];
+  /** The pod of the last attempt (absent when it was never built, e.g. a validation failure). */
+  readonly pod?: PodRecord;
   readonly startedAt?: Date;
   readonly finishedAt?: Date;
   /** Number of attempts (0 when skipped or never started). */
