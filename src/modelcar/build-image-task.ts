@@ -110,7 +110,7 @@ export class BuildImageTask extends Construct {
   public readonly buildConfig: Param;
   /**
    * What this task decides about the image it writes, as text: builder, its image and script,
-   * base image, layer threshold, artifact format. The check task hashes it with the run's
+   * base image, layer threshold and layer cap, artifact format. The check task hashes it with the run's
    * include/exclude patterns into the `BUILD_CONFIG` digest. Images are named by digest only,
    * so a mirror of the same image does not count as a change.
    */
@@ -198,6 +198,7 @@ export class BuildImageTask extends Construct {
           BASE_REF: kplus.EnvValue.fromValue('base'),
           IMAGE_REF: kplus.EnvValue.fromValue('modelcar'),
           LARGE_FILE_BYTES: kplus.EnvValue.fromValue(String(this.builder.largeFileBytes)),
+          MAX_LAYERS: kplus.EnvValue.fromValue(String(this.builder.maxLayers)),
           MODELS_PATH: kplus.EnvValue.fromValue('/models'),
         },
         script: loadScript('layout-build.py'),
@@ -274,6 +275,7 @@ function buildConfigSpec(builder: ModelcarBuilder, base: ImageReference, format:
     `builder scripts: ${scripts.join(' ')}`,
     `base image: ${byDigest(base)}`,
     ...(builder.largeFileBytes !== undefined ? [`large file bytes: ${builder.largeFileBytes}`] : []),
+    ...(builder.maxLayers !== undefined ? [`max layers: ${builder.maxLayers}`] : []),
     `artifact format: ${format}`,
     'models path: /models',
   ].join('\n');

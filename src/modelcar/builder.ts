@@ -2,6 +2,11 @@ import { Size } from 'cdk8s';
 import { ImageReference } from './image-reference';
 import { ModelcarImages } from './images';
 
+/** Docker's limit on an image's layers (moby layer/layer_store.go, maxLayerDepth). */
+const DOCKER_MAX_LAYERS = 125;
+/** overlayfs's limit on lower directories (the kernel's OVL_MAX_STACK, fs/overlayfs). */
+const OVERLAY_MAX_LAYERS = 500;
+
 /**
  * Options of the OCI layout builder.
  */
@@ -14,6 +19,19 @@ export interface OciLayoutBuilderOptions {
    * @default Size.mebibytes(64)
    */
   readonly largeFileThreshold?: Size;
+
+  /**
+   * The most layers the image may have, the base image's included. Past it, the files that
+   * would have had a layer of their own share layers with their neighbours (the two
+   * neighbouring layers with the fewest bytes together first; no file is split), so the
+   * largest models still run everywhere: Docker refuses an image of more than 125 layers
+   * (moby layer/layer_store.go, maxLayerDepth), overlayfs stacks at most 500 (the kernel's
+   * OVL_MAX_STACK: CRI-O, podman). A base image that leaves no layer for the model fails the
+   * build.
+   *
+   * @default 125
+   */
+  readonly maxLayers?: number;
 
   /**
    * The image that runs the layout builder (Python 3 standard library only).
@@ -61,7 +79,12 @@ export class ModelcarBuilder {
     if (!(Number.isInteger(bytes) && bytes >= 1024)) {
       throw new Error(`oci layout builder: largeFileThreshold must be a whole number of KiB, at least 1 KiB (got ${threshold.toKibibytes()} KiB)`);
     }
-    return new ModelcarBuilder(ModelcarBuilderKind.OCI_LAYOUT, options.image ?? ModelcarImages.PYTHON, bytes);
+    const maxLayers = options.maxLayers ?? DOCKER_MAX_LAYERS;
+    if (!(Number.isInteger(maxLayers) && maxLayers >= 2 && maxLayers <= OVERLAY_MAX_LAYERS)) {
+      throw new Error(`oci layout builder: maxLayers must be a whole number from 2 (a base layer and a model layer) to ${OVERLAY_MAX_LAYERS} `
+        + `(overlayfs stacks no more) (got ${maxLayers}): keep the default ${DOCKER_MAX_LAYERS} for images that also run on Docker`);
+    }
+    return new ModelcarBuilder(ModelcarBuilderKind.OCI_LAYOUT, options.image ?? ModelcarImages.PYTHON, bytes, maxLayers);
   }
 
   /** The buildah builder (SETFCAP, vfs storage in an emptyDir). */
@@ -75,10 +98,13 @@ export class ModelcarBuilder {
   public readonly image: ImageReference;
   /** For the OCI layout builder: files of at least this many bytes get their own layer. */
   public readonly largeFileBytes?: number;
+  /** For the OCI layout builder: the most layers the image may have, the base image's included. */
+  public readonly maxLayers?: number;
 
-  private constructor(kind: ModelcarBuilderKind, image: ImageReference, largeFileBytes?: number) {
+  private constructor(kind: ModelcarBuilderKind, image: ImageReference, largeFileBytes?: number, maxLayers?: number) {
     this.kind = kind;
     this.image = image;
     this.largeFileBytes = largeFileBytes;
+    this.maxLayers = maxLayers;
   }
 }

@@ -6,13 +6,17 @@ This script (Python standard library only):
 
 1. splits the model's files into layers: each file of at least LARGE_FILE_BYTES gets a layer
    of its own, the smaller files share one (very large single layers break some registries);
+   the image, base included, has MAX_LAYERS layers at most (Docker stops at 125, moby
+   layer/layer_store.go maxLayerDepth; overlayfs at 500 lower dirs, OVL_MAX_STACK), so past it
+   neighbouring layers are merged, the smallest pairs first;
 2. writes each layer once, streaming every file through two sha256s: the layer's digest,
    and the file's own sum, checked against SHA256SUMS from the download task (SUMS_FILE, beside
    the model directory so that no repo file can collide with it; so the model
    is read once and written once, and a file changed since the download fails the build);
 3. makes every entry deterministic: paths under models/ in byte order, owner 0:0, files 0644
    and directories 0755 (readable by the arbitrary uid KServe runs the modelcar under),
-   mtime fixed: the same model on the same base gives the same digests;
+   mtime fixed: the same model on the same base gives the same digests; PAX headers, and a
+   file over 8 GiB also has its size in the ustar field (base-256), for readers that skip PAX;
 4. appends the layers to the base image's config (diff_ids, history, labels) and manifest;
    the base's entrypoint and command are kept (no ENTRYPOINT is added);
 5. writes every blob and index.json under a temporary name, fsyncs, then renames.
@@ -21,7 +25,7 @@ Layers are uncompressed (media type application/vnd.oci.image.layer.v1.tar): wei
 compress, so gzip would cost CPU for nothing, and the diff_id equals the layer digest.
 
 Env: LAYOUT, BASE_REF, IMAGE_REF, MODEL_DIR, SUMS_FILE, MODEL_REPO, MODEL_REVISION, BUILD_CONFIG,
-     LARGE_FILE_BYTES, MODELS_PATH (default /models).
+     LARGE_FILE_BYTES, MAX_LAYERS, MODELS_PATH (default /models).
 
 BUILD_CONFIG (the digest of the build configuration, from the pipeline's check task) becomes
 the label io.kserve.modelcar.build-config: with the revision label it tells a later run that
@@ -48,6 +52,7 @@ EPOCH = 0  # every entry's mtime and the image's "created": 1970-01-01T00:00:00Z
 CREATED = '1970-01-01T00:00:00Z'
 CHUNK = 8 * 1024 * 1024
 BLOCK = 512
+OCTAL_MAX = 8 ** 11 - 1  # the largest size the ustar header's 11 octal digits hold
 
 
 class BuildError(Exception):
@@ -166,14 +171,22 @@ def model_files(model_dir, sums):
     return found
 
 
-def plan_layers(model_dir, files, large):
-    """Small files (together) first, then one layer per large file."""
+def plan_layers(model_dir, files, large, room):
+    """Small files (together) first, then one layer per large file; past `room` layers,
+    the two neighbouring layers with the fewest bytes together become one, again and again:
+    no file is split, the largest files keep their own layers, and the plan depends on the
+    model and `room` only."""
     small, big = [], []
     for rel in files:
         size = os.path.getsize(os.path.join(model_dir, rel))
         (big if size >= large else small).append((rel, size))
     layers = [small] if small else []
     layers.extend([f] for f in big)
+    sizes = [sum(s for _, s in layer) for layer in layers]
+    while len(layers) > room:
+        i = min(range(len(layers) - 1), key=lambda i: sizes[i] + sizes[i + 1])
+        layers[i:i + 2] = [layers[i] + layers[i + 1]]
+        sizes[i:i + 2] = [sizes[i] + sizes[i + 1]]
     return layers
 
 
@@ -185,7 +198,23 @@ def tar_header(name, size, mode, kind):
     info.uid = info.gid = 0
     info.uname = info.gname = ''
     info.mtime = EPOCH
-    return info.tobuf(format=tarfile.PAX_FORMAT, encoding='utf-8', errors='strict')
+    big = size > OCTAL_MAX
+    if big:
+        info.pax_headers = {'size': str(size)}
+    buf = info.tobuf(format=tarfile.PAX_FORMAT, encoding='utf-8', errors='strict')
+    if not big:
+        return buf
+    # Past 11 octal digits (8 GiB) tarfile puts the size in the PAX record only and 0 in the
+    # ustar field, and a reader that skips PAX (Clair's tarfs, containers/olot#210) takes the
+    # file for empty and reads its data as headers. The ustar field gets the size too, in GNU
+    # tar's base-256 form, which GNU tar, Go's archive/tar (containers/storage, Docker) and
+    # Clair's tarfs parse in any header; PAX readers take the record. Smaller files keep
+    # the plain PAX headers, so their layers keep their digests.
+    head = bytearray(buf[-BLOCK:])
+    head[124:136] = b'\x80' + size.to_bytes(11, 'big')
+    head[148:156] = b' ' * 8
+    head[148:155] = b'%06o\0' % sum(head)
+    return buf[:-BLOCK] + bytes(head)
 
 
 def write_layer(blobs, index, model_dir, prefix, entries, sums, buf):
@@ -253,6 +282,7 @@ def main():
     revision = env('MODEL_REVISION')
     build_config = env('BUILD_CONFIG')
     large = int(env('LARGE_FILE_BYTES'))
+    max_layers = int(env('MAX_LAYERS'))
     prefix = env('MODELS_PATH', '/models').strip('/')
     started = time.monotonic()
 
@@ -269,10 +299,15 @@ def main():
 
     sums = read_sums(env('SUMS_FILE'))
     files = model_files(model_dir, sums)
-    plan = plan_layers(model_dir, files, large)
+    room = max_layers - len(base_manifest['layers'])
+    if room < 1:
+        raise BuildError(f'the base image has {len(base_manifest["layers"])} layers, MAX_LAYERS is {max_layers}: '
+                         'no layer is left for the model; raise maxLayers or choose a base image with fewer layers')
+    plan = plan_layers(model_dir, files, large, room)
     total = sum(size for layer in plan for _, size in layer)
     print(f'model: {len(files)} files, {total} bytes -> {len(plan)} layers '
-          f'(files of {large} bytes or more get a layer of their own)', flush=True)
+          f'(files of {large} bytes or more get a layer of their own, up to {room} layers '
+          f'beside the base\'s {len(base_manifest["layers"])})', flush=True)
 
     buf = bytearray(CHUNK)
     new_layers = []

@@ -18,6 +18,7 @@ import { FS_GROUP, MODEL_COMMIT, NAMESPACE, repositoryOf, runModelcar, RunModelc
 import { ModelcarBuilder } from '../../../src';
 import { RunPipelineResult, sandboxSupport } from '../runner/tekton-runner';
 import { describeModelDir, SyntheticModel, writeSyntheticModel } from '../support/model-fixture';
+import { checkModelcarContract } from '../support/modelcar-contract';
 import { makeCa } from '../support/registry';
 import { freshWorkDir, run } from '../support/tools';
 
@@ -240,6 +241,11 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     const config = JSON.parse((await run('skopeo', ['inspect', '--config', `oci:${pulled}:x`])).stdout);
     expect(config.config.Labels).toMatchObject({ 'io.kserve.modelcar.model': 'e2e-org/synthetic-model', 'io.kserve.modelcar.revision': MODEL_COMMIT });
     expect(config.config.Entrypoint ?? null).toBeNull();
+    // KServe's modelcar contract (modelcar sidecar and init container, oci+fetch), on the image quay serves.
+    const contract = await checkModelcarContract(world.quay, `${repositoryOf(world.quay)}@${digest}`, path.join(work, 'contract-happy'));
+    expect(contract.modelFiles).toEqual(Object.fromEntries(model.files.map((f) => [f.path, f.size])));
+    // The busybox base's gzip layer, then the model: the small files together and one layer per ~10 MiB shard.
+    expect(contract.layerMediaTypes).toEqual(['application/vnd.oci.image.layer.v1.tar+gzip', ...Array(4).fill('application/vnd.oci.image.layer.v1.tar')]);
   });
 
   test('2. stale artifact on a reused volume: the new build fails midway, nothing is pushed, the log says why', async () => {

@@ -1,0 +1,350 @@
+/**
+ * The OCI layout builder's step script (src/modelcar/scripts/layout-build.py) run on its own with the host's
+ * /usr/bin/python3, configured by environment variables as the `layers` step runs it, on a base image layout
+ * written by test/e2e/support/base-image.ts. What it writes is read back by the real readers: GNU tar, Python's
+ * tarfile (what KServe's oci+fetch mode extracts with) and containers/storage (skopeo copy into a vfs store, as
+ * CRI-O and podman pull).
+ */
+import { createHash } from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { buildBaseImageLayout } from '../support/base-image';
+import { freshWorkDir, repoRoot, requireTools, run } from '../support/tools';
+
+const SCRIPT = path.join(repoRoot(), 'src', 'modelcar', 'scripts', 'layout-build.py');
+const PYTHON = '/usr/bin/python3';
+const GiB = 1024 ** 3;
+
+let work: string;
+
+beforeAll(() => {
+  requireTools(['tar', 'skopeo', 'busybox']);
+  work = freshWorkDir('layout-build');
+});
+
+/** Deterministic bytes: a sha256 chain seeded by `seed`, `size` bytes long. */
+function bytesOf(seed: string, size: number): Buffer {
+  const out = Buffer.alloc(size);
+  let block = createHash('sha256').update(seed).digest();
+  for (let off = 0; off < size; off += block.length) {
+    block.copy(out, off);
+    block = createHash('sha256').update(block).digest();
+  }
+  return out;
+}
+
+interface Model {
+  readonly dir: string;
+  readonly sums: string;
+  /** path => size */
+  readonly files: Record<string, number>;
+}
+
+/** Writes `files` (path => size, content derived from the path) and their SHA256SUMS under `dir`. */
+function writeModel(dir: string, files: Record<string, number>): Model {
+  const modelDir = path.join(dir, 'model');
+  const lines: string[] = [];
+  for (const [rel, size] of Object.entries(files)) {
+    const data = bytesOf(rel, size);
+    fs.mkdirSync(path.dirname(path.join(modelDir, rel)), { recursive: true });
+    fs.writeFileSync(path.join(modelDir, rel), data);
+    lines.push(`${createHash('sha256').update(data).digest('hex')}  ${rel}`);
+  }
+  const sums = path.join(dir, 'SHA256SUMS');
+  fs.writeFileSync(sums, `${lines.join('\n')}\n`);
+  return { dir: modelDir, sums, files };
+}
+
+interface Built {
+  readonly layout: string;
+  readonly manifestDigest: string;
+  readonly manifest: any;
+  readonly config: any;
+  readonly log: string;
+  blob(digest: string): string;
+}
+
+/** Builds the modelcar of `model` into a fresh layout under `dir` with the script, as the `layers` step does. */
+async function build(dir: string, model: Model, env: Record<string, string> = {}, octalMax?: number): Promise<Built> {
+  const layout = path.join(dir, 'image');
+  buildBaseImageLayout(layout, { tag: 'base' });
+  // With `octalMax`, the script's own code runs with a lower limit for the ustar size field, so that small files
+  // take the path of files over 8 GiB.
+  const args = octalMax === undefined ? [SCRIPT] : ['-c', `${LOAD_SCRIPT}\nlb.OCTAL_MAX = ${octalMax}\nlb.main()`];
+  const r = await run(PYTHON, args, {
+    env: {
+      PATH: process.env.PATH,
+      LAYOUT: layout,
+      BASE_REF: 'base',
+      IMAGE_REF: 'modelcar',
+      MODEL_DIR: model.dir,
+      SUMS_FILE: model.sums,
+      MODEL_REPO: 'e2e-org/layout-model',
+      MODEL_REVISION: '0123456789abcdef0123456789abcdef01234567',
+      BUILD_CONFIG: 'sha256:0000000000000000000000000000000000000000000000000000000000000000',
+      LARGE_FILE_BYTES: '4096',
+      MAX_LAYERS: '125',
+      MODELS_PATH: '/models',
+      ...env,
+    },
+  });
+  const blob = (digest: string) => path.join(layout, 'blobs', 'sha256', digest.replace(/^sha256:/, ''));
+  const index = JSON.parse(fs.readFileSync(path.join(layout, 'index.json'), 'utf8'));
+  const manifestDigest: string = index.manifests[0].digest;
+  const manifest = JSON.parse(fs.readFileSync(blob(manifestDigest), 'utf8'));
+  const config = JSON.parse(fs.readFileSync(blob(manifest.config.digest), 'utf8'));
+  return { layout, manifestDigest, manifest, config, log: r.stdout, blob };
+}
+
+/** Python code that loads the step script as module `lb` (its main() runs only as __main__). */
+const LOAD_SCRIPT = [
+  'import importlib.util, sys, tarfile',
+  `spec = importlib.util.spec_from_file_location('lb', ${JSON.stringify(SCRIPT)})`,
+  'lb = importlib.util.module_from_spec(spec)',
+  'spec.loader.exec_module(lb)',
+].join('\n');
+
+/** The bytes of the script's tar_header() for a regular file `name` of `size` bytes (no data). */
+async function scriptHeader(name: string, size: number): Promise<Buffer> {
+  const r = await run(PYTHON, ['-c', `${LOAD_SCRIPT}\nsys.stdout.write(lb.tar_header(sys.argv[1], int(sys.argv[2]), 0o644, tarfile.REGTYPE).hex())`, name, String(size)]);
+  return Buffer.from(r.stdout, 'hex');
+}
+
+/** A ustar numeric field as GNU tar, Go's archive/tar and Clair's tarfs read it: base-256 when the top bit is set, else octal. */
+function ustarNumber(field: Buffer): number {
+  if (field[0] >= 0x80) {
+    let n = field[0] - 0x80;
+    for (const b of field.subarray(1)) n = n * 256 + b;
+    return n;
+  }
+  const text = field.toString('latin1').replace(/[\0 ]+$/, '').replace(/^[\0 ]+/, '');
+  return text === '' ? 0 : parseInt(text, 8);
+}
+
+interface TarEntry {
+  readonly name: string;
+  readonly type: string;
+  readonly mode: number;
+  /** The size in the ustar field, as a reader that ignores PAX records sees it. */
+  readonly ustarSize: number;
+  /** The PAX record's size, if any. */
+  readonly paxSize?: number;
+  /** The size field's 12 bytes, hex. */
+  readonly sizeField: string;
+  readonly magic: string;
+  readonly checksumOk: boolean;
+}
+
+/**
+ * The entries of a tar held in memory (or its first blocks): each header's fields, its PAX records applied as a
+ * PAX reader applies them. Walks by the PAX size when there is one, so it reads archives a PAX-blind reader
+ * would misread; `ustarSize` shows what that reader would take.
+ */
+function tarEntries(tar: Buffer, opts: { headersOnly?: boolean } = {}): TarEntry[] {
+  const out: TarEntry[] = [];
+  let pax: Record<string, string> = {};
+  let off = 0;
+  while (off + 512 <= tar.length) {
+    const h = tar.subarray(off, off + 512);
+    if (h.every((b) => b === 0)) break;
+    const sizeField = h.subarray(124, 136);
+    const ustarSize = ustarNumber(sizeField);
+    const type = String.fromCharCode(h[156]);
+    const stored = parseInt(h.subarray(148, 156).toString('latin1').replace(/[\0 ]+$/, ''), 8);
+    let sum = 0;
+    h.forEach((b, i) => { sum += i >= 148 && i < 156 ? 32 : b; });
+    const size = type === 'x' ? ustarSize : Number(pax.size ?? ustarSize);
+    const data = tar.subarray(off + 512, off + 512 + size);
+    if (type === 'x') {
+      pax = {};
+      for (const rec of data.toString('utf8').split('\n').filter(Boolean)) {
+        const m = /^\d+ ([^=]+)=(.*)$/s.exec(rec);
+        if (m) pax[m[1]] = m[2];
+      }
+    } else {
+      const prefix = h.subarray(345, 500).toString('utf8').replace(/\0.*$/s, '');
+      const ustarName = h.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
+      out.push({
+        name: pax.path ?? (prefix ? `${prefix}/${ustarName}` : ustarName),
+        type,
+        mode: ustarNumber(h.subarray(100, 108)),
+        ustarSize,
+        paxSize: pax.size === undefined ? undefined : Number(pax.size),
+        sizeField: sizeField.toString('hex'),
+        magic: h.subarray(257, 265).toString('latin1'),
+        checksumOk: stored === sum,
+      });
+      pax = {};
+      if (opts.headersOnly) return out;
+    }
+    off += 512 + Math.ceil(size / 512) * 512;
+  }
+  return out;
+}
+
+/** A tar of the script's header for a `size`-byte file and holes for its data: a sparse file, no data written. */
+function headerOnlyTar(file: string, header: Buffer, size: number): void {
+  fs.writeFileSync(file, header);
+  fs.truncateSync(file, header.length + Math.ceil(size / 512) * 512 + 1024);
+}
+
+describe('files over 8 GiB (containers/olot#210)', () => {
+  const BIG = 9 * GiB + 123; // 9663676539 bytes
+  const NAME = 'models/model-q8_0.gguf';
+
+  test('the ustar size field holds a file over 8 GiB in base-256, beside the PAX size record; the checksum is valid', async () => {
+    const header = await scriptHeader(NAME, BIG);
+    // A PAX extended header (its block and one block of records), then the ustar header: 3 blocks.
+    expect(header.length).toBe(3 * 512);
+    expect(header.subarray(512, 1024).toString('utf8')).toContain(`size=${BIG}\n`);
+    const [entry] = tarEntries(header, { headersOnly: true });
+    expect(entry).toMatchObject({ name: NAME, type: '0', mode: 0o644, magic: 'ustar\u000000', checksumOk: true, paxSize: BIG });
+    // 0x80 marks base-256; 9663676539 = 0x24000007b, big-endian in the 11 bytes after it.
+    expect(entry.sizeField).toBe('80000000000000024000007b');
+    expect(entry.ustarSize).toBe(BIG);
+    // What Python's tarfile writes on its own (the script before this change): 0 in the ustar field, the size
+    // only in the PAX record; a reader that skips PAX records (Clair's tarfs: "bad block") sees an empty file.
+    const plain = await run(PYTHON, ['-c', `import sys, tarfile
+t = tarfile.TarInfo(sys.argv[1]); t.size = int(sys.argv[2])
+sys.stdout.write(t.tobuf(format=tarfile.PAX_FORMAT).hex())`, NAME, String(BIG)]);
+    expect(tarEntries(Buffer.from(plain.stdout, 'hex'), { headersOnly: true })[0]).toMatchObject({ paxSize: BIG, ustarSize: 0 });
+  });
+
+  test('at 8 GiB - 1 (the octal maximum) nothing changes; one byte more takes base-256', async () => {
+    const max = 8 ** 11 - 1;
+    const [atMax] = tarEntries(await scriptHeader(NAME, max), { headersOnly: true });
+    expect(atMax).toMatchObject({ ustarSize: max, paxSize: undefined, sizeField: Buffer.from('77777777777\0').toString('hex') });
+    const [over] = tarEntries(await scriptHeader(NAME, max + 1), { headersOnly: true });
+    expect(over).toMatchObject({ ustarSize: max + 1, paxSize: max + 1, sizeField: '800000000000000200000000' });
+  });
+
+  test('GNU tar and Python\'s tarfile list the size of a 9 GiB file from a header-only archive', async () => {
+    const file = path.join(work, 'big-header-only.tar');
+    headerOnlyTar(file, await scriptHeader(NAME, BIG), BIG);
+    // Sparse: nothing of the 9 GiB is on disk.
+    expect(fs.statSync(file).blocks * 512).toBeLessThan(1024 * 1024);
+    const gnu = await run('tar', ['-tvf', file]);
+    expect(gnu.stdout.trim()).toBe(`-rw-r--r-- 0/0      ${BIG} 1970-01-01 00:00 ${NAME}`);
+    expect(gnu.stderr).toBe('');
+    const py = await run(PYTHON, ['-c', 'import sys, tarfile\nfor m in tarfile.open(sys.argv[1]): print(m.name, m.size)', file]);
+    expect(py.stdout.trim()).toBe(`${NAME} ${BIG}`);
+    fs.rmSync(file);
+  });
+
+  test('GNU tar, Python\'s tarfile and containers/storage (skopeo into a vfs store) extract layers written through the base-256 path', async () => {
+    // The script with the ustar limit lowered to 1000 bytes: every file over it gets the headers of a file over 8 GiB.
+    const dir = path.join(work, 'base256');
+    const files = { 'config.json': 600, 'model-00001-of-00002.safetensors': 20_000, 'model-00002-of-00002.safetensors': 9_000, 'tokenizer/tokenizer.json': 5_000 };
+    const model = writeModel(dir, files);
+    const b = await build(dir, model, {}, 1000);
+    const entries = b.manifest.layers.slice(1).flatMap((l: any) => tarEntries(fs.readFileSync(b.blob(l.digest))));
+    const regular = entries.filter((e: TarEntry) => e.type === '0');
+    expect(regular.map((e: TarEntry) => [e.name, e.ustarSize])).toEqual(Object.entries(files).map(([p, n]) => [`models/${p}`, n]));
+    // The path under test was taken: base-256 size fields and PAX records for all but the 600-byte file.
+    expect(regular.filter((e: TarEntry) => e.sizeField.startsWith('80')).map((e: TarEntry) => e.paxSize)).toEqual([20_000, 9_000, 5_000]);
+    expect(entries.every((e: TarEntry) => e.checksumOk)).toBe(true);
+
+    const expected = Object.keys(files).sort().map((p) => `${createHash('sha256').update(bytesOf(p, files[p as keyof typeof files])).digest('hex')}  ${p}`);
+    const sums = async (root: string) => (await run('sh', ['-c', 'cd "$1" && find . -type f | sed "s|^\\./||" | LC_ALL=C sort | xargs sha256sum', 'sh', root])).stdout.trim().split('\n');
+    // GNU tar
+    const gnuRoot = path.join(dir, 'gnu-tar');
+    fs.mkdirSync(gnuRoot);
+    let gnuErrors = '';
+    for (const l of b.manifest.layers.slice(1)) gnuErrors += (await run('tar', ['-xf', b.blob(l.digest), '-C', gnuRoot])).stderr;
+    expect(await sums(path.join(gnuRoot, 'models'))).toEqual(expected);
+    expect(gnuErrors).toBe('');
+    // Python's tarfile, as KServe's oci+fetch extracts (streaming mode; its data filter where this Python has it:
+    // 3.11.4 and later, Debian 12 has 3.11.2)
+    const pyRoot = path.join(dir, 'python');
+    await run(PYTHON, ['-c', `import sys, tarfile
+kw = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
+for f in sys.argv[2:]:
+    with tarfile.open(f, 'r|') as t: t.extractall(sys.argv[1], **kw)`, pyRoot,
+    ...b.manifest.layers.slice(1).map((l: any) => b.blob(l.digest))]);
+    expect(await sums(path.join(pyRoot, 'models'))).toEqual(expected);
+    // containers/storage (CRI-O, podman): skopeo applies every layer into a vfs store; the top layer's directory is
+    // the image's root file system.
+    const storage = path.join(dir, 'storage');
+    await run('skopeo', ['copy', '--quiet', `oci:${b.layout}:modelcar`, `containers-storage:[vfs@${storage}/root+${storage}/runroot]localhost/base256:latest`]);
+    const layers = JSON.parse(fs.readFileSync(path.join(storage, 'root', 'vfs-layers', 'layers.json'), 'utf8'));
+    const top = layers.find((l: any) => !layers.some((o: any) => o.parent === l.id));
+    expect(layers).toHaveLength(b.manifest.layers.length);
+    expect(await sums(path.join(storage, 'root', 'vfs', 'dir', top.id, 'models'))).toEqual(expected);
+  });
+});
+
+describe('reproducible layers', () => {
+  test('files under 8 GiB keep their headers: a fixed model\'s layers have the digests the builder gave them before the base-256 change', async () => {
+    // Layer digests do not depend on the base image (the manifest's does: it names the host's busybox layer).
+    // These are what layout-build.py wrote for this model before it knew base-256 sizes (commit a1db3bd): a change
+    // of these digests changes every published image, and must be a deliberate one.
+    const dir = path.join(work, 'golden');
+    const model = writeModel(dir, {
+      'config.json': 300,
+      'model-00001-of-00002.safetensors': 20_000,
+      'model-00002-of-00002.safetensors': 9_000,
+      'tokenizer/tokenizer.json': 5_000,
+      // over 100 bytes: a PAX path record
+      [`deep/${'d'.repeat(90)}/long-name-${'n'.repeat(40)}.bin`]: 700,
+    });
+    const b = await build(dir, model);
+    expect(b.manifest.layers.slice(1).map((l: any) => l.digest)).toEqual([
+      'sha256:f4769ece21f8f255e745ae27a5aa99ef019c290efa9cd6e041e212031275796f', // config.json and the long name (small files)
+      'sha256:a3b15afb7e075c356d60d3d051aade4c9c6f533cc420fb62686fe99036de84f4', // model-00001-of-00002.safetensors
+      'sha256:dc20a8240bccf1f53ebbc363ed5400188aa946461d944cc178c275209b3ab9e5', // model-00002-of-00002.safetensors
+      'sha256:f772d5412955a7812663f1384f437e29d2fea55dbea3db2d82cb941f4687860f', // tokenizer/tokenizer.json
+    ]);
+    expect(b.manifest.layers.slice(1).every((l: any) => l.mediaType === 'application/vnd.oci.image.layer.v1.tar')).toBe(true);
+  });
+});
+
+describe('layer cap (Docker stops at 125 layers, overlayfs at 500)', () => {
+  // 200 files: a small config.json and 199 "shards" of 5,000 to 7,999 bytes, each over the 4 KiB threshold, so
+  // uncapped they would make 1 + 199 model layers on the 1-layer base.
+  const files: Record<string, number> = { 'config.json': 500 };
+  for (let i = 1; i <= 199; i++) files[`model-${String(i).padStart(5, '0')}-of-00199.safetensors`] = 5000 + ((i * 1237) % 3000);
+
+  test('a model of 200 files: the image has the cap\'s 125 layers, every file is in exactly one, whole; the digest is reproducible', async () => {
+    const model = writeModel(path.join(work, 'cap-a'), files);
+    const a = await build(path.join(work, 'cap-a'), model);
+    const b = await build(path.join(work, 'cap-b'), model);
+    expect(a.manifest.layers).toHaveLength(125);
+    expect(a.config.rootfs.diff_ids).toHaveLength(125);
+    expect(a.config.history).toHaveLength(125);
+    expect(a.log).toContain('model: 200 files, ');
+    expect(a.log).toContain('-> 124 layers (files of 4096 bytes or more get a layer of their own, up to 124 layers beside the base\'s 1)');
+    // The same model on the same base: the same image, byte for byte.
+    expect(b.manifestDigest).toBe(a.manifestDigest);
+
+    const perLayer = a.manifest.layers.slice(1).map((l: any) => tarEntries(fs.readFileSync(a.blob(l.digest))).filter((e) => e.type === '0'));
+    const names = perLayer.flat().map((e: TarEntry) => e.name);
+    expect([...names].sort()).toEqual(Object.keys(files).map((p) => `models/${p}`).sort());
+    expect(new Set(names).size).toBe(200);
+    // Whole files: each entry's size is the file's, and the extracted bytes match.
+    for (const e of perLayer.flat()) expect(e.ustarSize).toBe(files[e.name.slice('models/'.length)]);
+    const root = path.join(work, 'cap-a', 'rootfs');
+    fs.mkdirSync(root);
+    for (const l of a.manifest.layers.slice(1)) await run('tar', ['-xf', a.blob(l.digest), '-C', root]);
+    for (const [p, size] of Object.entries(files)) expect(fs.readFileSync(path.join(root, 'models', p)).equals(bytesOf(p, size))).toBe(true);
+    // Merged layers hold neighbours (byte order kept), and the largest file still has a layer of its own.
+    const order = perLayer.flat().map((e: TarEntry) => e.name);
+    expect(order).toEqual([...order].sort());
+    const largest = Object.entries(files).sort((x, y) => y[1] - x[1])[0][0];
+    expect(perLayer.find((entries: TarEntry[]) => entries.some((e) => e.name === `models/${largest}`))).toHaveLength(1);
+    expect(perLayer.filter((entries: TarEntry[]) => entries.length === 1).length).toBeGreaterThan(40);
+  });
+
+  test('the cap counts the base image\'s layers: a cap of 3 on a 1-layer base gives 2 model layers', async () => {
+    const model = writeModel(path.join(work, 'cap-3'), files);
+    const b = await build(path.join(work, 'cap-3'), model, { MAX_LAYERS: '3' });
+    expect(b.manifest.layers).toHaveLength(3);
+    const names = b.manifest.layers.slice(1).flatMap((l: any) => tarEntries(fs.readFileSync(b.blob(l.digest))).filter((e) => e.type === '0').map((e) => e.name));
+    expect(names).toHaveLength(200);
+  });
+
+  test('fails when the base image leaves no layer for the model', async () => {
+    const model = writeModel(path.join(work, 'cap-1'), { 'config.json': 10 });
+    await expect(build(path.join(work, 'cap-1'), model, { MAX_LAYERS: '1' })).rejects.toThrow(
+      'layout build failed: the base image has 1 layers, MAX_LAYERS is 1: no layer is left for the model; raise maxLayers or choose a base image with fewer layers');
+  });
+});
