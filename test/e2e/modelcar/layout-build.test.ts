@@ -12,6 +12,7 @@ import { buildBaseImageLayout } from '../support/base-image';
 import { freshWorkDir, repoRoot, requireTools, run } from '../support/tools';
 
 const SCRIPT = path.join(repoRoot(), 'src', 'modelcar', 'scripts', 'layout-build.py');
+// -B: no __pycache__ beside the script in src/ (it would reach lib/ and other tests' checks)
 const PYTHON = '/usr/bin/python3';
 const GiB = 1024 ** 3;
 
@@ -71,7 +72,7 @@ async function build(dir: string, model: Model, env: Record<string, string> = {}
   // With `octalMax`, the script's own code runs with a lower limit for the ustar size field, so that small files
   // take the path of files over 8 GiB.
   const args = octalMax === undefined ? [SCRIPT] : ['-c', `${LOAD_SCRIPT}\nlb.OCTAL_MAX = ${octalMax}\nlb.main()`];
-  const r = await run(PYTHON, args, {
+  const r = await run(PYTHON, ['-B', ...args], {
     env: {
       PATH: process.env.PATH,
       LAYOUT: layout,
@@ -106,7 +107,7 @@ const LOAD_SCRIPT = [
 
 /** The bytes of the script's tar_header() for a regular file `name` of `size` bytes (no data). */
 async function scriptHeader(name: string, size: number): Promise<Buffer> {
-  const r = await run(PYTHON, ['-c', `${LOAD_SCRIPT}\nsys.stdout.write(lb.tar_header(sys.argv[1], int(sys.argv[2]), 0o644, tarfile.REGTYPE).hex())`, name, String(size)]);
+  const r = await run(PYTHON, ['-B', '-c', `${LOAD_SCRIPT}\nsys.stdout.write(lb.tar_header(sys.argv[1], int(sys.argv[2]), 0o644, tarfile.REGTYPE).hex())`, name, String(size)]);
   return Buffer.from(r.stdout, 'hex');
 }
 
@@ -204,7 +205,7 @@ describe('files over 8 GiB (containers/olot#210)', () => {
     expect(entry.ustarSize).toBe(BIG);
     // What Python's tarfile writes on its own (the script before this change): 0 in the ustar field, the size
     // only in the PAX record; a reader that skips PAX records (Clair's tarfs: "bad block") sees an empty file.
-    const plain = await run(PYTHON, ['-c', `import sys, tarfile
+    const plain = await run(PYTHON, ['-B', '-c', `import sys, tarfile
 t = tarfile.TarInfo(sys.argv[1]); t.size = int(sys.argv[2])
 sys.stdout.write(t.tobuf(format=tarfile.PAX_FORMAT).hex())`, NAME, String(BIG)]);
     expect(tarEntries(Buffer.from(plain.stdout, 'hex'), { headersOnly: true })[0]).toMatchObject({ paxSize: BIG, ustarSize: 0 });
@@ -226,7 +227,7 @@ sys.stdout.write(t.tobuf(format=tarfile.PAX_FORMAT).hex())`, NAME, String(BIG)])
     const gnu = await run('tar', ['-tvf', file]);
     expect(gnu.stdout.trim()).toBe(`-rw-r--r-- 0/0      ${BIG} 1970-01-01 00:00 ${NAME}`);
     expect(gnu.stderr).toBe('');
-    const py = await run(PYTHON, ['-c', 'import sys, tarfile\nfor m in tarfile.open(sys.argv[1]): print(m.name, m.size)', file]);
+    const py = await run(PYTHON, ['-B', '-c', 'import sys, tarfile\nfor m in tarfile.open(sys.argv[1]): print(m.name, m.size)', file]);
     expect(py.stdout.trim()).toBe(`${NAME} ${BIG}`);
     fs.rmSync(file);
   });
@@ -256,7 +257,7 @@ sys.stdout.write(t.tobuf(format=tarfile.PAX_FORMAT).hex())`, NAME, String(BIG)])
     // Python's tarfile, as KServe's oci+fetch extracts (streaming mode; its data filter where this Python has it:
     // 3.11.4 and later, Debian 12 has 3.11.2)
     const pyRoot = path.join(dir, 'python');
-    await run(PYTHON, ['-c', `import sys, tarfile
+    await run(PYTHON, ['-B', '-c', `import sys, tarfile
 kw = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
 for f in sys.argv[2:]:
     with tarfile.open(f, 'r|') as t: t.extractall(sys.argv[1], **kw)`, pyRoot,
