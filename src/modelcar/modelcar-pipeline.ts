@@ -626,7 +626,8 @@ export class ModelcarPipeline extends Construct {
     }
     const pushSeconds = this.pushes.map((push) => push.target.timeout.toSeconds());
     // The check, the report and the registration, every attempt of the download, the build, the pushes.
-    this.tasksTimeout = Duration.seconds(2 * CHECK_TIMEOUT.toSeconds() + (props.modelRegistry?.timeout.toSeconds() ?? 0) + downloadTimeout.toSeconds() * (1 + downloadRetries)
+    const registerSeconds = props.modelRegistry?.timeout.toSeconds() ?? 0;
+    this.tasksTimeout = Duration.seconds(2 * CHECK_TIMEOUT.toSeconds() + registerSeconds + downloadTimeout.toSeconds() * (1 + downloadRetries)
       + buildTimeout.toSeconds() + (this.parallelPushes ? Math.max(...pushSeconds) : pushSeconds.reduce((a, b) => a + b, 0)));
     this.pipeline.addResult('MODEL_RESOLVED_REVISION', { value: this.checkTask.result('MODEL_RESOLVED_REVISION'), description: 'The model commit packaged' });
     this.pipeline.addResult('MODEL_SIZE', { value: this.checkTask.result('MODEL_SIZE'), description: 'The model size in bytes (the selected files, as the hub lists them)' });
