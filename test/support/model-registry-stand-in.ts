@@ -106,8 +106,17 @@ export class StandInModelRegistry {
   private server: https.Server | undefined;
   private nextId = 1;
   private port = 0;
+  private readonly tokens: Map<string, { account: string; allowed: boolean }>;
 
-  constructor(private readonly opts: StandInModelRegistryOptions) {}
+  constructor(private readonly opts: StandInModelRegistryOptions) {
+    this.tokens = new Map(Object.entries(opts.tokens));
+  }
+
+  /** Gives a token to an account (`allowed` false: the role missing), or takes it away (undefined: unknown to the proxy). */
+  setToken(token: string, who: { account: string; allowed: boolean } | undefined): void {
+    if (who) this.tokens.set(token, who);
+    else this.tokens.delete(token);
+  }
 
   get url(): string {
     return `https://127.0.0.1:${this.port}`;
@@ -150,7 +159,7 @@ export class StandInModelRegistry {
     };
     // The proxy, before the registry: kube-rbac-proxy's own words.
     const token = /^Bearer (.+)$/.exec(auth ?? '')?.[1];
-    const who = token !== undefined ? this.opts.tokens[token] : undefined;
+    const who = token !== undefined ? this.tokens.get(token) : undefined;
     if (!who) return answer(401, 'Unauthorized\n', 'text/plain');
     if (!who.allowed) return answer(403, `Forbidden (user=${who.account}, verb=get, resource=services, subresource=)\n`, 'text/plain');
     const error = (status: number, message: string) => answer(status, { code: String(status), message });
