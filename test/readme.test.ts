@@ -61,6 +61,25 @@ test('the modelcar pipeline example synthesizes valid manifests', () => {
   expect(docs.filter((d) => d.kind === 'PipelineRun').map((d) => d.spec.timeouts.pipeline)).toEqual(['2h40m0s']);
 });
 
+test('the registration example synthesizes valid manifests: a register-model task after the report, the run\'s registered model name', () => {
+  const body = exampleAfter('### Registering each version in the model registry');
+  const docs = runExample('register', (outdir) => [
+    "import { App, Chart } from 'cdk8s';",
+    `import { ModelcarPipeline, ModelRegistry, PushTarget } from ${src};`,
+    `const app = new App({ outdir: ${outdir} });`,
+    "const chart = new Chart(app, 'demo');",
+    body,
+    'app.synth();',
+  ].join('\n'));
+  const pipeline = docs.find((d) => d.kind === 'Pipeline');
+  expect(pipeline.spec.tasks.find((t: any) => t.name === 'register-model')).toMatchObject({ runAfter: ['report-published'] });
+  const task = docs.find((d) => d.kind === 'Task' && d.metadata.name === 'modelcar-register-model');
+  expect(task.spec.steps.find((s: any) => s.name === 'register').env).toContainEqual({
+    name: 'REGISTRY_URL', value: 'https://private-ai-model-registry.rhoai-model-registries.svc:8443',
+  });
+  expect(docs.find((d) => d.kind === 'PipelineRun').spec.params).toContainEqual({ name: 'REGISTERED_MODEL_NAME', value: 'Mistral Small 24B quantized' });
+});
+
 test('the GitOps walk-through\'s cdk8s app writes every object with its Argo CD annotations; its Application is the one GitOpsLayout writes', () => {
   // GIVEN the app of the cdk8s.yaml project (the release tarball test runs it with cdk8s synth)
   expect(readmeBlock('### From an empty GitOps repository', 'yaml')).toBe('language: typescript\napp: npx ts-node main.ts\n');

@@ -3,7 +3,7 @@
 // GitOps layout. Run with `npm run synth`.
 import * as path from 'path';
 import { App, Chart, Duration, Size } from 'cdk8s';
-import { GitOpsLayout, ModelcarPipeline, PushTarget, RegistryCredentials } from '..';
+import { GitOpsLayout, ModelcarPipeline, ModelRegistry, PushTarget, RegistryCredentials } from '..';
 
 /** The namespace of the team's deployment. */
 export const NAMESPACE = 'private-ai-demo';
@@ -23,7 +23,7 @@ export function buildDefaultApp(options: DefaultAppOptions = {}): App {
     name: 'modelcar-pipeline',
     // The layout builder writes the 14 GB quantized model in minutes: 30 minutes of build
     // leaves room and keeps check 5 min + download 1 h + build + two 30 min pushes + report
-    // 5 min within its 2 h 40 run.
+    // 5 min + registration 5 min within its 2 h 50 run.
     buildTimeout: Duration.minutes(30),
     pushTargets: [
       PushTarget.openshiftInternal({ namespace: NAMESPACE, repository: 'mistral-small-24b' }),
@@ -33,6 +33,9 @@ export function buildDefaultApp(options: DefaultAppOptions = {}): App {
         credentials: RegistryCredentials.fromDockerConfigSecret('quay-push-credentials'),
       }),
     ],
+    // Each variant is registered, as the analysis team's pipeline did: the model version's artifact names the
+    // internal registry's image by digest (what in-cluster serving pulls), through the registry's Service.
+    modelRegistry: ModelRegistry.fromService({ name: 'private-ai-model-registry' }),
   });
 
   // No fsGroup and no uid: OpenShift's restricted-v2 SCC gives every pod of the namespace
@@ -43,7 +46,7 @@ export function buildDefaultApp(options: DefaultAppOptions = {}): App {
     model: { repo: 'RedHatAI/Mistral-Small-24B-Instruct-2501-quantized.w4a16' },
     tags: ['mistral-small-24b-instruct-2501-quantized-w4a16'],
     storage: Size.gibibytes(150),
-    timeout: Duration.minutes(160),
+    timeout: Duration.minutes(170),
   });
   // The full model is ~48 GB of bf16 weights: model + image on one volume, with headroom.
   modelcar.addRun('mistral-full', {

@@ -10,3 +10,5 @@ export * from './modelcar-pipeline';
 export * from './check-published-task';
 export * from './report-published-task';
 export * from './image-result';
+export * from './model-registry';
+export * from './register-model-task';

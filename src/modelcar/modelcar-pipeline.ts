@@ -9,8 +9,10 @@ import { CHECK_TIMEOUT, resultPrefix } from './common';
 import { DownloadModelTask } from './download-model-task';
 import { ImageReference } from './image-reference';
 import { ImageResult } from './image-result';
+import { ModelRegistry } from './model-registry';
 import { PushTarget, RegistryCredentials, RegistryTrust } from './push-target';
 import { PushTask } from './push-task';
+import { RegisterModelTask } from './register-model-task';
 import { ReportPublishedTask } from './report-published-task';
 import { ArgoCdSync } from '../gitops/argocd-sync';
 import { ParamValue, Param } from '../tekton/params';
@@ -192,6 +194,15 @@ export interface ModelcarPipelineProps {
    * @default ArgoCdSync.annotations()
    */
   readonly argoCdSync?: ArgoCdSync;
+
+  /**
+   * Register every published image in this model registry: a task after the report (so a
+   * run that finds its image published still makes sure it is registered) adds one model
+   * version per model commit and build configuration, its artifact naming the image by digest.
+   *
+   * @default - no registration
+   */
+  readonly modelRegistry?: ModelRegistry;
 }
 
 /**
@@ -333,6 +344,14 @@ export interface ModelcarRunOptions {
    * @default - the pipeline's forceRebuild (false unless set)
    */
   readonly forceRebuild?: boolean;
+
+  /**
+   * The registered model's name in the pipeline's `modelRegistry` (the run's
+   * `REGISTERED_MODEL_NAME` param, which then joins the run's name).
+   *
+   * @default - the model repository, `org/name`
+   */
+  readonly registeredModelName?: string;
 }
 
 /**
@@ -397,6 +416,12 @@ export class ModelcarPipeline extends Construct {
   public readonly _forceRebuildDefault: boolean;
   /** The Argo CD annotations of the pipeline's objects and of its runs. */
   public readonly argoCdSync: ArgoCdSync;
+  /** The registration task, when the pipeline has a `modelRegistry`. */
+  public readonly registerModel?: RegisterModelTask;
+  /** The pipeline task of the registration (after the report), when the pipeline has a `modelRegistry`. */
+  public readonly registerTask?: PipelineTask;
+  /** Pipeline param: the registered model's name (empty: the model repository), when the pipeline has a `modelRegistry`. */
+  public readonly registeredModelName?: Param;
 
   constructor(scope: Construct, id: string, props: ModelcarPipelineProps) {
     super(scope, id);
@@ -460,6 +485,12 @@ export class ModelcarPipeline extends Construct {
     this.reportPublished = new ReportPublishedTask(this, 'ReportPublished', {
       name: `${name}-report-published`, targets: props.pushTargets, toolsImage: props.toolsImage,
     });
+
+    if (props.modelRegistry) {
+      this.registerModel = new RegisterModelTask(this, 'RegisterModel', {
+        name: `${name}-register-model`, registry: props.modelRegistry, targets: props.pushTargets, pythonImage: props.pythonImage,
+      });
+    }
 
     this.pipeline = new Pipeline(this, 'Pipeline', {
       name,
@@ -571,9 +602,32 @@ export class ModelcarPipeline extends Construct {
         this.pipeline.addResult(`${prefix}_${kind}`, { value: this.imageResult(push.target.name, kind), description: `${description} at ${push.target.repository}` });
       }
     }
+    // 4. Registration, after the report: it runs whether the pushes ran or were skipped, and a
+    // failure leaves the images published (the next run registers them).
+    if (this.registerModel) {
+      this.registeredModelName = this.pipeline.addParam('REGISTERED_MODEL_NAME', {
+        description: 'The registered model\'s name in the model registry (empty: MODEL_REPO)', default: ParamValue.string(''),
+      });
+      this.registerTask = this.pipeline.addTask('register-model', {
+        task: this.registerModel.task,
+        params: {
+          MODEL_REPO: this.modelRepo.toParamValue(),
+          MODEL_REVISION: commit,
+          BUILD_CONFIG: buildConfig,
+          IMAGE_DIGEST: ParamValue.string(this.imageResult(this.pushTargets[0].name, ImageResult.DIGEST)),
+          REGISTERED_MODEL_NAME: this.registeredModelName.toParamValue(),
+          PIPELINE_RUN: ParamValue.string('$(context.pipelineRun.name)'),
+          RUN_ID: runId,
+        },
+        workspaces: { source: this.workspace },
+        runAfter: [this.reportTask],
+        timeout: props.modelRegistry!.timeout,
+      });
+    }
     const pushSeconds = this.pushes.map((push) => push.target.timeout.toSeconds());
-    // The check and the report, every attempt of the download, the build, the pushes.
-    this.tasksTimeout = Duration.seconds(2 * CHECK_TIMEOUT.toSeconds() + downloadTimeout.toSeconds() * (1 + downloadRetries)
+    // The check, the report and the registration, every attempt of the download, the build, the pushes.
+    const registerSeconds = props.modelRegistry?.timeout.toSeconds() ?? 0;
+    this.tasksTimeout = Duration.seconds(2 * CHECK_TIMEOUT.toSeconds() + registerSeconds + downloadTimeout.toSeconds() * (1 + downloadRetries)
       + buildTimeout.toSeconds() + (this.parallelPushes ? Math.max(...pushSeconds) : pushSeconds.reduce((a, b) => a + b, 0)));
     this.pipeline.addResult('MODEL_RESOLVED_REVISION', { value: this.checkTask.result('MODEL_RESOLVED_REVISION'), description: 'The model commit packaged' });
     this.pipeline.addResult('MODEL_SIZE', { value: this.checkTask.result('MODEL_SIZE'), description: 'The model size in bytes (the selected files, as the hub lists them)' });
@@ -671,8 +725,17 @@ export class ModelcarPipelineRun extends Construct {
     const timeout = props.timeout ?? p.tasksTimeout;
     if (timeout.toSeconds() < p.tasksTimeout.toSeconds()) {
       throw new Error(`${where}: timeout ${timeout.toHumanString()} is shorter than the pipeline's tasks in a row `
-        + `(${p.tasksTimeout.toHumanString()}: check, download, build, pushes, report), so Tekton could stop a task before its own timeout: `
+        + `(${p.tasksTimeout.toHumanString()}: check, download, build, pushes, report${p.registerTask ? ', registration' : ''}), so Tekton could stop a task before its own timeout: `
         + 'raise the run\'s timeout or lower downloadTimeout, buildTimeout or the push targets\' timeout');
+    }
+    if (props.registeredModelName !== undefined) {
+      if (!p.registeredModelName) {
+        throw new Error(`${where}: registeredModelName "${props.registeredModelName}" needs a pipeline with a model registry: `
+          + 'pass modelRegistry: ModelRegistry.fromService(...) to the ModelcarPipeline, or drop registeredModelName');
+      }
+      if (!/^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/.test(props.registeredModelName)) {
+        throw new Error(`${where}: registeredModelName "${props.registeredModelName}" is empty or not printable ASCII (what the registry's search takes)`);
+      }
     }
     const targets = p.pushTargets.map((t) => `${t.name}=${t.repository}`);
     // Passed only when it forces, or overrides the pipeline's force: an unforced run keeps its name.
@@ -684,7 +747,9 @@ export class ModelcarPipelineRun extends Construct {
         prefix: props.name ?? readableNamePart(id),
         // Only what decides the image and its tags: a param a later version adds renames no run.
         // FORCE_REBUILD only where a run passes it: a forced run is a new run.
-        params: ['MODEL_REPO', 'MODEL_REVISION', 'MODEL_INCLUDE', 'MODEL_EXCLUDE', 'IMAGE_TAGS', ...(force !== undefined ? ['FORCE_REBUILD'] : [])],
+        // REGISTERED_MODEL_NAME likewise: a run's spec cannot change once started, so a new name is a new run.
+        params: ['MODEL_REPO', 'MODEL_REVISION', 'MODEL_INCLUDE', 'MODEL_EXCLUDE', 'IMAGE_TAGS', ...(force !== undefined ? ['FORCE_REBUILD'] : []),
+          ...(props.registeredModelName !== undefined ? ['REGISTERED_MODEL_NAME'] : [])],
         inputs: { pushTargets: targets.join(' ') },
         includePipelineSpec: p.rebuildOnPipelineChange,
         nonce: props.rebuildNonce,
@@ -704,6 +769,7 @@ export class ModelcarPipelineRun extends Construct {
         MODEL_EXCLUDE: ParamValue.string((model.exclude ?? []).join(' ')),
         IMAGE_TAGS: ParamValue.string(props.tags.join(' ')),
         ...(force !== undefined ? { FORCE_REBUILD: ParamValue.string(String(force)) } : {}),
+        ...(props.registeredModelName !== undefined ? { REGISTERED_MODEL_NAME: ParamValue.string(props.registeredModelName) } : {}),
       },
       workspaces: {
         shared: props.existingClaim

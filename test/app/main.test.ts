@@ -41,6 +41,7 @@ describe('default app', () => {
       '01-tasks/task-modelcar-pipeline-download-model.yaml',
       '01-tasks/task-modelcar-pipeline-push-internal.yaml',
       '01-tasks/task-modelcar-pipeline-push-quay.yaml',
+      '01-tasks/task-modelcar-pipeline-register-model.yaml',
       '01-tasks/task-modelcar-pipeline-report-published.yaml',
       '02-pipeline/kustomization.yaml',
       '02-pipeline/pipeline-modelcar-pipeline.md',

@@ -21,7 +21,7 @@ import * as path from 'path';
 import { App, Chart, Duration, Size } from 'cdk8s';
 import * as yaml from 'js-yaml';
 import {
-  ArtifactFormat, GitOpsLayout, ImageReference, ModelcarBuilder, ModelcarPipeline, PushTarget, RegistryCredentials, RegistryTrust,
+  ArtifactFormat, GitOpsLayout, ImageReference, ModelcarBuilder, ModelcarPipeline, ModelRegistry, PushTarget, RegistryCredentials, RegistryTrust,
 } from '../../../src';
 import { IMAGE_USERS } from '../../../src/modelcar/image-inventory';
 import { Manifest, RunPipelineOptions, RunPipelineResult, runPipeline } from '../runner/tekton-runner';
@@ -90,7 +90,7 @@ export interface SynthOptions {
    * PipelineRun is named `<variant>-<hash of its inputs>`: `runNameOf()` finds it, and `runModelcar()` takes either.
    * fsGroup: default FS_GROUP; 'namespace' sets none, like the default app (the namespace's SCC assigns it).
    */
-  readonly runs: { readonly name: string; readonly tags: string[]; readonly fsGroup?: number | 'namespace'; readonly forceRebuild?: boolean }[];
+  readonly runs: { readonly name: string; readonly tags: string[]; readonly fsGroup?: number | 'namespace'; readonly forceRebuild?: boolean; readonly registeredModelName?: string }[];
   /**
    * Credentials like the default app: the internal push with the service account's token
    * (`PushTarget.openshiftInternal`'s default), the base image with the service account's docker secrets
@@ -104,6 +104,8 @@ export interface SynthOptions {
   readonly downloadRetries?: number;
   /** Byte range of one download request (ModelcarPipelineProps.downloadChunkSize). Default the library's. */
   readonly downloadChunkSize?: Size;
+  /** Register each run's image (ModelcarPipelineProps.modelRegistry). Default none. */
+  readonly modelRegistry?: ModelRegistry;
 }
 
 /** Repository of the model image in each registry. */
@@ -131,6 +133,7 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
     huggingFaceTrust: RegistryTrust.fromConfigMap('hub-ca'),
     downloadRetries: opts.downloadRetries,
     downloadChunkSize: opts.downloadChunkSize,
+    modelRegistry: opts.modelRegistry,
     // Bounds for a stuck step here (the benchmark's 2 GiB build takes under 2 minutes); the run's
     // timeout defaults to these in a row.
     downloadTimeout: Duration.minutes(10),
@@ -163,6 +166,7 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
       storage: Size.gibibytes(10),
       existingClaim: opts.existingClaim,
       forceRebuild: r.forceRebuild,
+      registeredModelName: r.registeredModelName,
     });
   }
   GitOpsLayout.write(app, { outdir, namespace: NAMESPACE });
