@@ -44,6 +44,7 @@ import { run } from '../e2e/support/tools';
 const SYSTEM_BLOB_INFO_CACHE = '/var/lib/containers/cache';
 const CLOCK_TICKS_PER_SECOND = 100;
 const SLOT_MS = 100;
+const BURST_MS = 100;
 
 export interface LinkProxy {
   readonly host: string;
@@ -58,7 +59,7 @@ export interface LinkProxy {
   close(): Promise<void>;
 }
 
-/** Passes chunks on, then holds the next one until the connection is back under `bytesPerSecond`. */
+/** Passes chunks on, then holds the next one until the connection is back under `bytesPerSecond` (on average over 100 ms). */
 class Throttle extends Transform {
   private next = 0;
   constructor(private readonly bytesPerSecond: number | undefined, private readonly onChunk: (n: number) => void) {
@@ -68,10 +69,12 @@ class Throttle extends Transform {
     this.onChunk(chunk.length);
     this.push(chunk);
     if (!this.bytesPerSecond) return done();
+    // A token bucket holding up to BURST_MS of the rate: timers fire late on a busy machine, and a connection
+    // that restarted its clock at every late timer would fall far below the cap (it did, at ~10 MiB/s).
     const now = Date.now();
-    this.next = Math.max(this.next, now) + (chunk.length / this.bytesPerSecond) * 1000;
+    this.next = Math.max(this.next, now - BURST_MS) + (chunk.length / this.bytesPerSecond) * 1000;
     const wait = this.next - now;
-    if (wait >= 1) setTimeout(done, wait);
+    if (wait >= 5) setTimeout(done, wait);
     else done();
   }
 }
