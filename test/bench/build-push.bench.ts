@@ -25,7 +25,17 @@
  * layout pipeline to the same registries after the first; what the registries store anew (du of their storage
  * before and after) per model byte. Per-file layers: only the small-files layer and the manifests move.
  *
- * Options: --size-gib N (default 2), --files N (default 4 shards), --download-only, --keep (leave the work dir).
+ * Pull stage (last; `--pull-only` runs it alone): the node's side. The seed's image (buildah, the model in one layer,
+ * gzipped by `buildah push`) and ours (the layout pipeline), pulled from the quay registry by skopeo into a fresh
+ * containers/storage overlay store each (containers/image + containers/storage, as CRI-O), over loopback and through
+ * a proxy that caps each connection (--link-mib, default 50 MiB/s), best of --pull-runs (default 2); then day 2:
+ * revision 2 (one shard changed) into a node holding revision 1. See pull-stage.ts.
+ *
+ * The model's shards are bf16-like by default (gzip keeps ~83% of them, model-fixture.ts); `--weights random`
+ * makes them incompressible, as in the figures of README.md taken before the pull stage.
+ *
+ * Options: --size-gib N (default 2), --files N (default 4 shards), --download-only, --pull-only, --pull-runs N,
+ * --link-mib N, --weights bf16|random, --keep (leave the work dir).
  * The last line printed is one JSON object with every figure.
  *
  * buildah runs as root and privileged in `analysis` and `buildah-oci` (as the privileged OpenShift Pipelines
@@ -37,6 +47,8 @@ import { execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { duBytes, sampleDisk } from './disk';
+import { pullStage, pullTable } from './pull-stage';
 import { ModelcarBuilder } from '../../src';
 import { loadScript } from '../../src/modelcar/scripts';
 import { FS_GROUP, MODEL_COMMIT, MODEL_REPO, NAMESPACE, repositoryOf, runModelcar, runNameOf, startWorld, stopWorld, synthesizePipeline, World } from '../e2e/modelcar/world';
@@ -186,43 +198,6 @@ skopeo --tmpdir /var/tmp inspect --format '{{.Digest}}' "oci-archive:\${ARCHIVE}
     },
   };
   return [download, build, push('internal', repositoryOf(world.internal)), push('quay', repositoryOf(world.quay)), pipeline, run];
-}
-
-/** Peak of `du -sb dir` sampled every 250 ms while `during` runs, minus the value at the first sample after `mark()`. */
-function sampleDisk(dir: string): { mark: () => void; stop: () => Promise<number> } {
-  let baseline: number | undefined;
-  let wantMark = false;
-  let peak = 0;
-  let stopped = false;
-  let busy: Promise<void> = Promise.resolve();
-  const du = () => new Promise<number>((resolve) => {
-    const p = spawn('du', ['-sb', dir], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let out = '';
-    p.stdout.on('data', (b) => (out += b));
-    p.on('close', () => resolve(Number(out.split('\t')[0]) || 0));
-  });
-  const tick = async () => {
-    const v = await du();
-    if (wantMark) {
-      baseline = v;
-      wantMark = false;
-    }
-    if (baseline !== undefined) peak = Math.max(peak, v);
-  };
-  const timer = setInterval(() => {
-    if (!stopped) busy = busy.then(tick);
-  }, 250);
-  return {
-    mark: () => {
-      wantMark = true;
-    },
-    stop: async () => {
-      stopped = true;
-      clearInterval(timer);
-      await busy;
-      return baseline === undefined ? 0 : Math.max(0, peak - baseline);
-    },
-  };
 }
 
 interface MeasureExtra {
@@ -376,11 +351,6 @@ async function downloadStage(world: World, model: SyntheticModel, work: string) 
   };
 }
 
-/** Bytes under a directory (du -sb). */
-function duBytes(dir: string): number {
-  return Number(execFileSync('du', ['-sb', dir], { encoding: 'utf8' }).split('\t')[0]);
-}
-
 function gib(n: number): string {
   return `${(n / GiB).toFixed(2)} GiB`;
 }
@@ -388,20 +358,35 @@ function gib(n: number): string {
 async function main(): Promise<void> {
   const sizeGiB = arg('--size-gib', 2);
   const files = arg('--files', 4);
+  const weightsArg = process.argv.indexOf('--weights');
+  const weights = weightsArg >= 0 ? process.argv[weightsArg + 1] : 'bf16';
+  if (weights !== 'bf16' && weights !== 'random') throw new Error(`--weights must be bf16 or random, got ${weights}`);
   const work = freshWorkDir('bench');
   const started = Date.now();
   let world: World | undefined;
   try {
     world = await startWorld(work);
     process.stderr.write(`writing a ${sizeGiB} GiB synthetic model (${files} shards)...\n`);
-    const model = await writeSyntheticModel(path.join(work, 'model'), { totalBytes: Math.round(sizeGiB * GiB), files });
+    const model = await writeSyntheticModel(path.join(work, 'model'), { totalBytes: Math.round(sizeGiB * GiB), files, weights });
     const cpu = os.cpus();
     const machine = { cpus: cpu.length, cpuModel: cpu[0]?.model, memBytes: os.totalmem(), kernel: os.release() };
+    const machineLine = `machine: ${cpu.length} x ${cpu[0]?.model ?? 'cpu'}, ${gib(os.totalmem())} RAM, ${os.type()} ${os.release()}; `
+      + `model ${gib(model.totalBytes)} in ${model.files.length} files, ${weights} weights`;
+    const pullOptions = { runs: arg('--pull-runs', 2), capBytesPerSecond: arg('--link-mib', 50) * MiB };
+    if (process.argv.includes('--pull-only')) {
+      const pulled = await pullStage(world, model, work, pullOptions);
+      console.log(machineLine);
+      for (const line of pullTable(pulled, model, pullOptions.runs)) console.log(line);
+      console.log(JSON.stringify({
+        machine, modelBytes: model.totalBytes, modelFiles: model.files.length, weights, pull: pulled, totalSeconds: (Date.now() - started) / 1000,
+      }));
+      return;
+    }
     const dl = await downloadStage(world, model, work);
     const dlTable = dl.ways.map((w) => `  download ${w.way.padEnd(12)} ${String(w.connections).padStart(2)} conn, ${String(w.chunkBytes / MiB).padStart(4)} MiB ranges: `
       + `${w.seconds.toFixed(1).padStart(6)} s, ${w.mibPerSecond.toFixed(1).padStart(6)} MiB/s, ${w.cdnRequests} CDN requests, fetch CPU ${w.cpuSeconds.toFixed(1)} s, fake hub CPU ${w.hubCpuSeconds.toFixed(1)} s`);
     if (process.argv.includes('--download-only')) {
-      console.log(`machine: ${cpu.length} x ${cpu[0]?.model ?? 'cpu'}, ${gib(os.totalmem())} RAM, ${os.type()} ${os.release()}; model ${gib(model.totalBytes)} in ${model.files.length} files; CDN cap 25 MiB/s per connection`);
+      console.log(`${machineLine}; CDN cap 25 MiB/s per connection`);
       for (const line of dlTable) console.log(line);
       console.log(JSON.stringify({
         machine,
@@ -464,6 +449,8 @@ async function main(): Promise<void> {
     const republish = { bytesStoredAnew: storedAnew, bytesPerModelByte: storedAnew / model.totalBytes, digest: rr.tasks['build-image'].results.IMAGE_DIGEST };
     process.stderr.write(`  republish: the registries stored ${storedAnew} bytes anew (${republish.bytesPerModelByte.toExponential(2)} per model byte)\n`);
 
+    const pulled = await pullStage(world, model, work, pullOptions);
+
     const [analysis, buildahOci, layout, again] = results;
     const table = [
       ['pipeline', 'wall s', 'written', 'written/model', 'peak extra disk', 'speedup vs analysis', 'written vs analysis'],
@@ -475,13 +462,14 @@ async function main(): Promise<void> {
       ]),
     ];
     const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
-    console.log(`machine: ${cpu.length} x ${cpu[0]?.model ?? 'cpu'}, ${gib(os.totalmem())} RAM, ${os.type()} ${os.release()}; model ${gib(model.totalBytes)} in ${model.files.length} files`);
+    console.log(machineLine);
     for (const row of table) console.log(row.map((c, i) => c.padEnd(widths[i])).join('  '));
     for (const f of results) {
       console.log(`  ${f.pipeline}: ${Object.entries(f.perTask).map(([t, v]) => `${t} ${v.seconds.toFixed(1)} s / ${gib(v.bytesWritten)}`).join(', ')}`);
     }
     for (const line of dlTable) console.log(line);
     console.log(`  republish (one small file changed): ${republish.bytesStoredAnew} bytes stored anew by both registries, ${republish.bytesPerModelByte.toExponential(2)} per model byte`);
+    for (const line of pullTable(pulled, model, pullOptions.runs)) console.log(line);
     const summary = {
       machine,
       modelBytes: model.totalBytes,
@@ -502,6 +490,8 @@ async function main(): Promise<void> {
       download: dl.summary,
       downloadWays: dl.ways,
       republish: { bytesPerModelByte: republish.bytesPerModelByte, bytesStoredAnew: republish.bytesStoredAnew },
+      weights,
+      pull: pulled,
       targets: {
         writtenPerModelByteAtMost1_05: layout.writtenPerModelByte <= 1.05,
         speedupVsAnalysisAtLeast3_5: analysis.wallSeconds / layout.wallSeconds >= 3.5,
