@@ -15,10 +15,10 @@ import * as path from 'path';
 import { Size } from 'cdk8s';
 import { MODEL_COMMIT, MODEL_REPO, repositoryOf, runModelcar, RunModelcarOptions, servedDigest, startWorld, stopWorld, synthesizePipeline, World } from './world';
 import { ModelcarBuilder, ModelRegistry, RegistryTrust } from '../../../src';
+import { startStandInModelRegistry, StandInModelRegistry } from '../../support/model-registry-stand-in';
 import { RunPipelineResult, sandboxSupport } from '../runner/tekton-runner';
 import { SyntheticModel, writeSyntheticModel } from '../support/model-fixture';
 import { freshWorkDir } from '../support/tools';
-import { startStandInModelRegistry, StandInModelRegistry } from '../../support/model-registry-stand-in';
 
 jest.setTimeout(300_000);
 
