@@ -172,6 +172,18 @@ describe('register-model.py against the stand-in model registry', () => {
     expect(r.stderr).toContain('give the registry\'s CA');
   });
 
+  test('fails when the CA directory holds no certificate, or a file that is not one, in words (ca_trust.py, shared with the hub steps)', async () => {
+    const dir = path.join(tmp, 'bad-certs');
+    fs.mkdirSync(dir, { recursive: true });
+    const empty = await register({ REGISTRY_CA_DIR: dir });
+    expect([empty.code, empty.stderr]).toEqual([1, expect.stringContaining(`REGISTRY_CA_DIR=${dir} is not a directory holding *.crt files: check the CA ConfigMap's keys`)]);
+    fs.writeFileSync(path.join(dir, 'ca.crt'), 'not a certificate\n');
+    const broken = await register({ REGISTRY_CA_DIR: dir });
+    expect(broken.code).toBe(1);
+    expect(broken.stderr).toContain(`cannot load CA certificate ${path.join(dir, 'ca.crt')}`);
+    expect(broken.stderr).not.toContain('Traceback');
+  });
+
   test('fails when the registry is unreachable, after its retries, naming the URL', async () => {
     const url = registry.url;
     await registry.stop();

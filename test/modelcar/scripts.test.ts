@@ -88,13 +88,20 @@ describe('loadScript embeds the Python modules a step script imports', () => {
 describe('the hub step scripts as the Tasks embed them', () => {
   test('the download embeds hub access, the tree, the files and the transfer, each once and in that order', () => {
     const script = loadScript('hf-fetch.py');
-    expect(embeddedModules(script)).toEqual(['hf_hub.py', 'hf_tree.py', 'hf_files.py', 'hf_transfer.py']);
+    expect(embeddedModules(script)).toEqual(['ca_trust.py', 'hf_hub.py', 'hf_tree.py', 'hf_files.py', 'hf_transfer.py']);
     expect(script).toMatch(/^class DownloadConfig\(Config\):$/m);
+  });
+
+  test('the registration embeds the CA trust it shares with the hub steps, and nothing of the hub', () => {
+    const script = loadScript('register-model.py');
+    expect(embeddedModules(script)).toEqual(['ca_trust.py']);
+    expect(script).toMatch(/^def tls_context\(ca_dir, variable\):$/m);
+    expect(script).not.toContain('class Config');
   });
 
   test('the resolve step embeds hub access and the tree, none of the download', () => {
     const script = loadScript('hf-resolve.py');
-    expect(embeddedModules(script)).toEqual(['hf_hub.py', 'hf_tree.py']);
+    expect(embeddedModules(script)).toEqual(['ca_trust.py', 'hf_hub.py', 'hf_tree.py']);
     expect(script).toMatch(/^def resolve_files\(cfg\):$/m);
     for (const download of ['class FileState', 'class Transfer', 'class Progress', 'def check_space', 'def write_sums', 'class DownloadConfig']) {
       expect(script).not.toContain(download);

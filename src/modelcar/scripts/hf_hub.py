@@ -15,6 +15,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from ca_trust import *
+
 MIB = 1024 * 1024
 MAX_REDIRECTS = 10
 MAX_API_BYTES = 64 * MIB
@@ -132,17 +134,10 @@ class Config(object):
             raise ConfigError(str(e))
         self.endpoint_netloc = parts.netloc
         # The system CAs plus every *.crt of HF_CA_DIR; verification and hostname checks stay on.
-        context = ssl.create_default_context()
-        ca_dir = env("HF_CA_DIR")
-        if ca_dir:
-            found = sorted(n for n in os.listdir(ca_dir) if n.endswith(".crt")) if os.path.isdir(ca_dir) else []
-            if not found:
-                raise ConfigError(f"HF_CA_DIR={ca_dir} is not a directory holding *.crt files")
-            for path in (os.path.join(ca_dir, name) for name in found):
-                try:
-                    context.load_verify_locations(cafile=path)
-                except (ssl.SSLError, OSError) as e:
-                    raise ConfigError(f"cannot load CA certificate {path}: {e}")
+        try:
+            context = tls_context(env("HF_CA_DIR"), "HF_CA_DIR")
+        except ValueError as e:
+            raise ConfigError(str(e))
         # The default ProxyHandler stays: HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured.
         self.opener = urllib.request.build_opener(NoRedirect(), urllib.request.HTTPSHandler(context=context))
         self.resolved_revision_file = env("RESOLVED_REVISION_FILE")

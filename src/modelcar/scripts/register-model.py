@@ -23,6 +23,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from ca_trust import *
+
 API = "/api/model_registry/v1alpha3"
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -63,14 +65,10 @@ class Registry(object):
         self.url = env("REGISTRY_URL").rstrip("/")
         if not self.url.startswith("https://"):
             raise RegistrationError(f"REGISTRY_URL={self.url!r} is not an https URL")
-        context = ssl.create_default_context()
-        ca_dir = env("REGISTRY_CA_DIR")
-        if ca_dir:
-            found = sorted(n for n in os.listdir(ca_dir) if n.endswith(".crt")) if os.path.isdir(ca_dir) else []
-            if not found:
-                raise RegistrationError(f"REGISTRY_CA_DIR={ca_dir} holds no *.crt file: check the CA ConfigMap's keys")
-            for name in found:
-                context.load_verify_locations(cafile=os.path.join(ca_dir, name))
+        try:
+            context = tls_context(env("REGISTRY_CA_DIR"), "REGISTRY_CA_DIR")
+        except ValueError as e:
+            raise RegistrationError(str(e))
         self.opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
         with open(env("SA_TOKEN_FILE", "/var/run/secrets/kubernetes.io/serviceaccount/token")) as handle:
             self.token = handle.read().strip()
