@@ -86,13 +86,15 @@ export interface BuildImageTaskProps {
 /**
  * Builds the modelcar image (the base image plus the model under `/models`) into an
  * OCI artifact in this run's directory, validates it (skopeo, and every blob against its
- * digest), and publishes its manifest digest as the `IMAGE_DIGEST` result.
+ * digest), and publishes its digest as the `IMAGE_DIGEST` result: the manifest's, or the
+ * image index's when the builder makes several platforms.
  *
  * The artifact is written under a temporary name, synced, then renamed, so no reader
  * ever sees a partial artifact under the final name.
  *
  * Steps with the default OCI layout builder: `debug`, `base` (skopeo copies the base
- * image into the layout), `layers` (adds the model, checking SHA256SUMS as it reads),
+ * image's manifest of each platform into the layout), `layers` (adds the model, checking
+ * SHA256SUMS as it reads, and writes a manifest per platform and their image index),
  * `verify` (every blob's size and sha256), `publish`. With the buildah builder: `debug`,
  * `build`, `verify`, `publish`.
  */
@@ -115,7 +117,7 @@ export class BuildImageTask extends Construct {
    * so a mirror of the same image does not count as a change.
    */
   public readonly buildConfigSpec: string;
-  /** The manifest digest of the built image. */
+  /** The digest of the built image: its manifest's, or its image index's when the builder makes several platforms. */
   public readonly imageDigest: Result;
   /** The shared workspace. */
   public readonly workspace: Workspace;
@@ -145,7 +147,7 @@ export class BuildImageTask extends Construct {
     this.modelRepo = this.task.addParam('MODEL_REPO', { description: 'Hugging Face model repository (image label)' });
     this.modelRevision = this.task.addParam('MODEL_REVISION', { description: 'Commit sha of the model (image label)' });
     this.buildConfig = this.task.addParam('BUILD_CONFIG', { description: 'Digest of the build configuration (image label io.kserve.modelcar.build-config)' });
-    this.imageDigest = this.task.addResult('IMAGE_DIGEST', { description: 'Manifest digest of the built image' });
+    this.imageDigest = this.task.addResult('IMAGE_DIGEST', { description: 'Digest of the built image (its image index for several platforms)' });
     this.workspace = this.task.addWorkspace(SOURCE_WORKSPACE, { description: 'Shared volume with this run\'s model' });
     this.runId = addRunId(this.task);
 
@@ -158,6 +160,8 @@ export class BuildImageTask extends Construct {
     const access = addRegistryAccess(this.task, {
       trust, credentials, prefix: 'base', mountPrefix: '/etc/modelcar/base-', certDirEnv: 'BASE_CERT_DIR', authFileEnv: 'BASE_AUTHFILE',
     });
+    // The layout builder's platforms; buildah builds the node's.
+    const platforms = (this.builder.platforms ?? []).map((p) => p.toString()).join(' ');
     const pull: Record<string, kplus.EnvValue> = {
       BASE_IMAGE: kplus.EnvValue.fromValue((props.baseImage ?? ModelcarImages.BASE).toString()),
       TLS_VERIFY: kplus.EnvValue.fromValue(String(trust.tlsVerify)),
@@ -181,6 +185,7 @@ export class BuildImageTask extends Construct {
         image: tools.toString(),
         env: {
           ...pull,
+          PLATFORMS: kplus.EnvValue.fromValue(platforms),
           ARTIFACT_TMP: kplus.EnvValue.fromValue(tmp),
           RETRIES: kplus.EnvValue.fromValue('3'),
           TMPDIR: kplus.EnvValue.fromValue(`${SCRATCH}/tmp`),
@@ -196,6 +201,7 @@ export class BuildImageTask extends Construct {
           ...model,
           LAYOUT: kplus.EnvValue.fromValue(tmp),
           BASE_REF: kplus.EnvValue.fromValue('base'),
+          PLATFORMS: kplus.EnvValue.fromValue(platforms),
           IMAGE_REF: kplus.EnvValue.fromValue('modelcar'),
           LARGE_FILE_BYTES: kplus.EnvValue.fromValue(String(this.builder.largeFileBytes)),
           MAX_LAYERS: kplus.EnvValue.fromValue(String(this.builder.maxLayers)),
@@ -276,6 +282,7 @@ function buildConfigSpec(builder: ModelcarBuilder, base: ImageReference, format:
     `base image: ${byDigest(base)}`,
     ...(builder.largeFileBytes !== undefined ? [`large file bytes: ${builder.largeFileBytes}`] : []),
     ...(builder.maxLayers !== undefined ? [`max layers: ${builder.maxLayers}`] : []),
+    ...(builder.platforms !== undefined ? [`platforms: ${builder.platforms.map((p) => p.toString()).join(' ')}`] : []),
     `artifact format: ${format}`,
     'models path: /models',
   ].join('\n');

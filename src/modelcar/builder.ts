@@ -39,6 +39,18 @@ export interface OciLayoutBuilderOptions {
    * @default ModelcarImages.PYTHON
    */
   readonly image?: ImageReference;
+
+  /**
+   * The platforms the image runs on. With more than one, the image is an OCI image index with
+   * a manifest per platform: each on that platform's manifest of the base image (which must be
+   * an image index, pinned by its index digest, with a manifest for every platform), all of
+   * them sharing the model's layers, written once and pushed once. A node pulls its own
+   * platform's manifest; CRI-O refuses an image that has none for the node's architecture. With
+   * one platform the image is a single manifest, as before image indexes.
+   *
+   * @default [ImagePlatform.LINUX_AMD64, ImagePlatform.LINUX_ARM64]
+   */
+  readonly platforms?: ImagePlatform[];
 }
 
 /**
@@ -84,10 +96,24 @@ export class ModelcarBuilder {
       throw new Error(`oci layout builder: maxLayers must be a whole number from 2 (a base layer and a model layer) to ${OVERLAY_MAX_LAYERS} `
         + `(overlayfs stacks no more) (got ${maxLayers}): keep the default ${DOCKER_MAX_LAYERS} for images that also run on Docker`);
     }
-    return new ModelcarBuilder(ModelcarBuilderKind.OCI_LAYOUT, options.image ?? ModelcarImages.PYTHON, bytes, maxLayers);
+    const platforms = options.platforms ?? [ImagePlatform.LINUX_AMD64, ImagePlatform.LINUX_ARM64];
+    const names = platforms.map((p) => p.toString());
+    if (names.length === 0) {
+      throw new Error('oci layout builder: platforms is empty: give at least one, e.g. [ImagePlatform.LINUX_AMD64]');
+    }
+    const twice = names.filter((n, i) => names.indexOf(n) !== i);
+    if (twice.length > 0) {
+      throw new Error(`oci layout builder: platform ${twice[0]} is given twice in platforms (${names.join(', ')})`);
+    }
+    return new ModelcarBuilder(ModelcarBuilderKind.OCI_LAYOUT, options.image ?? ModelcarImages.PYTHON, bytes, maxLayers, platforms);
   }
 
-  /** The buildah builder (SETFCAP, vfs storage in an emptyDir). */
+  /**
+   * The buildah builder (SETFCAP, vfs storage in an emptyDir).
+   *
+   * It builds one platform: the node's, from the base image's manifest for it. For an image
+   * that runs on several architectures, use `ociLayout()`.
+   */
   public static buildah(options: BuildahBuilderOptions = {}): ModelcarBuilder {
     return new ModelcarBuilder(ModelcarBuilderKind.BUILDAH, options.image ?? ModelcarImages.BUILDAH);
   }
@@ -100,11 +126,66 @@ export class ModelcarBuilder {
   public readonly largeFileBytes?: number;
   /** For the OCI layout builder: the most layers the image may have, the base image's included. */
   public readonly maxLayers?: number;
+  private readonly _platforms?: ImagePlatform[];
 
-  private constructor(kind: ModelcarBuilderKind, image: ImageReference, largeFileBytes?: number, maxLayers?: number) {
+  private constructor(kind: ModelcarBuilderKind, image: ImageReference, largeFileBytes?: number, maxLayers?: number, platforms?: ImagePlatform[]) {
     this.kind = kind;
     this.image = image;
     this.largeFileBytes = largeFileBytes;
     this.maxLayers = maxLayers;
+    this._platforms = platforms ? [...platforms] : undefined;
+  }
+
+  /**
+   * For the OCI layout builder: the platforms of the image (an image index when more than one).
+   * The buildah builder builds the node's platform only: undefined.
+   */
+  public get platforms(): ImagePlatform[] | undefined {
+    return this._platforms ? [...this._platforms] : undefined;
+  }
+}
+
+/**
+ * A platform an image runs on: an operating system and a CPU architecture, in the words of the
+ * OCI image index (`platform.os`, `platform.architecture`, `platform.variant`).
+ */
+export class ImagePlatform {
+  /** Linux on x86-64. */
+  public static readonly LINUX_AMD64 = new ImagePlatform('linux', 'amd64');
+  /** Linux on 64-bit ARM (NVIDIA Grace Hopper and Grace Blackwell nodes, AWS Graviton). */
+  public static readonly LINUX_ARM64 = new ImagePlatform('linux', 'arm64');
+
+  /**
+   * Any platform, in the OCI image index's words (Go's GOOS and GOARCH values).
+   *
+   * @param os e.g. `linux`
+   * @param architecture e.g. `amd64`, `arm64`, `ppc64le`, `s390x`
+   * @param variant e.g. `v8` for arm64; none by default
+   */
+  public static of(os: string, architecture: string, variant?: string): ImagePlatform {
+    for (const [what, value] of [['os', os], ['architecture', architecture], ['variant', variant]] as const) {
+      if (value !== undefined && !/^[a-z0-9_]+$/.test(value)) {
+        throw new Error(`image platform: ${what} "${value}" is not a lowercase word (letters, digits, _): use the OCI words, e.g. linux/arm64/v8`);
+      }
+    }
+    return new ImagePlatform(os, architecture, variant);
+  }
+
+  /** The operating system. */
+  public readonly os: string;
+  /** The CPU architecture. */
+  public readonly architecture: string;
+  /** The architecture's variant, if any. */
+  public readonly variant?: string;
+
+  private constructor(os: string, architecture: string, variant?: string) {
+    this.os = os;
+    this.architecture = architecture;
+    this.variant = variant;
+  }
+
+  /** `os/architecture[/variant]`, as `--platform` takes it. */
+  public toString(): string {
+    return [this.os, this.architecture, ...(this.variant ? [this.variant] : [])].join('/');
   }
 }

@@ -36,10 +36,18 @@ export class ModelcarImages {
   /**
    * UBI 9 micro (9.5): the modelcar's base. KServe's modelcar sidecar needs a shell
    * (it runs `sh -c` to link /models), which ubi-micro has.
+   *
+   * Pinned by its image index digest (amd64, arm64, ppc64le, s390x), so the layout builder
+   * takes each platform's manifest from it; its linux/amd64 manifest,
+   * sha256:71c7ec827876417693bd3feb615a5c70753b78667cb27c17cb3a5346a6955da5, was this
+   * default before the builder made several platforms. Source of the pair: hermeto's test
+   * data (a syft SBOM of this index names that amd64 manifest). Re-check with
+   * `skopeo inspect --raw docker://registry.access.redhat.com/ubi9/ubi-micro@<digest>`: it must print an
+   * image index listing linux/amd64 and linux/arm64.
    */
   public static readonly BASE = ImageReference.fromDigest(
     'registry.access.redhat.com/ubi9/ubi-micro',
-    'sha256:71c7ec827876417693bd3feb615a5c70753b78667cb27c17cb3a5346a6955da5');
+    'sha256:a22fffe0256af00176c8b4f22eec5d8ecb1cb1684d811c33b1f2832fd573260f');
 
   private constructor() {}
 }

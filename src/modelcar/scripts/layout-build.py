@@ -19,13 +19,18 @@ This script (Python standard library only):
    file over 8 GiB also has its size in the ustar field (base-256), for readers that skip PAX;
 4. appends the layers to the base image's config (diff_ids, history, labels) and manifest;
    the base's entrypoint and command are kept (no ENTRYPOINT is added);
-5. writes every blob and index.json under a temporary name, fsyncs, then renames.
+5. with more than one platform (PLATFORMS), does 4. for each platform's base, all of them
+   sharing the model layers written once, and writes an OCI image index naming each manifest
+   with its platform: the layout's reference IMAGE_REF is then the index;
+6. writes every blob and index.json under a temporary name, fsyncs, then renames.
 
 Layers are uncompressed (media type application/vnd.oci.image.layer.v1.tar): weights do not
 compress, so gzip would cost CPU for nothing, and the diff_id equals the layer digest.
 
 Env: LAYOUT, BASE_REF, IMAGE_REF, MODEL_DIR, SUMS_FILE, MODEL_REPO, MODEL_REVISION, BUILD_CONFIG,
-     LARGE_FILE_BYTES, MAX_LAYERS, MODELS_PATH (default /models).
+     LARGE_FILE_BYTES, MAX_LAYERS, MODELS_PATH (default /models), PLATFORMS (optional: os/arch[/variant]
+     separated by spaces; each platform's base is the reference BASE_REF-os-arch[-variant] and must be
+     built for that platform; without it, BASE_REF is the one base, whatever its platform).
 
 BUILD_CONFIG (the digest of the build configuration, from the pipeline's check task) becomes
 the label io.kserve.modelcar.build-config: with the revision label it tells a later run that
@@ -39,6 +44,7 @@ import tarfile
 import time
 
 OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
+OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
 OCI_CONFIG = 'application/vnd.oci.image.config.v1+json'
 OCI_LAYER_TAR = 'application/vnd.oci.image.layer.v1.tar'
 REF_NAME = 'org.opencontainers.image.ref.name'
@@ -272,6 +278,50 @@ def oci_descriptor(desc, what):
     return out
 
 
+def parse_platforms(text):
+    """PLATFORMS as (os, architecture[, variant]) tuples; none when empty."""
+    platforms = []
+    for word in text.split():
+        parts = tuple(word.split('/'))
+        if len(parts) not in (2, 3) or not all(parts):
+            raise BuildError(f'platform {word!r} in PLATFORMS is not os/architecture[/variant]')
+        if parts in platforms:
+            raise BuildError(f'platform {word!r} is twice in PLATFORMS')
+        platforms.append(parts)
+    return platforms
+
+
+def oci_platform(platform):
+    out = {'architecture': platform[1], 'os': platform[0]}
+    if len(platform) > 2:
+        out['variant'] = platform[2]
+    return out
+
+
+def image_manifest(blobs, base_manifest, config, new_layers, prefix, labels):
+    """Writes the base's config with the model's layers, history and labels, and the manifest; returns
+    (manifest, digest, size). `config` is changed."""
+    config.setdefault('rootfs', {'type': 'layers', 'diff_ids': []})['diff_ids'].extend(d for d, _, _ in new_layers)
+    history = config.setdefault('history', [])
+    for d, _, names in new_layers:
+        history.append({'created': CREATED, 'created_by': f'modelcar layout builder: /{prefix}: {names}'})
+    inner = config.setdefault('config', {})
+    merged = inner.get('Labels') or {}
+    merged.update(labels)
+    inner['Labels'] = merged
+    config['created'] = CREATED
+    config_digest, config_size = blobs.write_json(config, 'config')
+    manifest = {
+        'schemaVersion': 2,
+        'mediaType': OCI_MANIFEST,
+        'config': {'mediaType': OCI_CONFIG, 'digest': config_digest, 'size': config_size},
+        'layers': [oci_descriptor(layer, 'layer') for layer in base_manifest['layers']]
+        + [{'mediaType': OCI_LAYER_TAR, 'digest': d, 'size': s} for d, s, _ in new_layers],
+    }
+    digest, size = blobs.write_json(manifest, 'manifest')
+    return manifest, digest, size
+
+
 def main():
     os.umask(0o002)
     layout = env('LAYOUT')
@@ -286,28 +336,41 @@ def main():
     prefix = env('MODELS_PATH', '/models').strip('/')
     started = time.monotonic()
 
+    platforms = parse_platforms(os.environ.get('PLATFORMS', ''))
     blobs = Blobs(layout)
     with open(os.path.join(layout, 'index.json'), 'rb') as f:
         index = json.load(f)
-    base = [m for m in index.get('manifests', []) if m.get('annotations', {}).get(REF_NAME) == base_ref]
-    if len(base) != 1:
-        raise BuildError(f'{layout}/index.json has {len(base)} manifests named {base_ref!r}, expected 1')
-    base_manifest = blobs.read_json(base[0]['digest'])
-    if 'layers' not in base_manifest or 'config' not in base_manifest:
-        raise BuildError(f'base image {base[0]["digest"]} is not a single-platform image manifest')
-    config = blobs.read_json(base_manifest['config']['digest'])
+    # One base per platform (or the one base, its platform unchecked, without PLATFORMS).
+    bases = []
+    for platform in platforms or [None]:
+        ref = base_ref if platform is None else f'{base_ref}-{"-".join(platform)}'
+        named = [m for m in index.get('manifests', []) if m.get('annotations', {}).get(REF_NAME) == ref]
+        if len(named) != 1:
+            raise BuildError(f'{layout}/index.json has {len(named)} manifests named {ref!r}, expected 1')
+        base_manifest = blobs.read_json(named[0]['digest'])
+        if 'layers' not in base_manifest or 'config' not in base_manifest:
+            raise BuildError(f'base image {named[0]["digest"]} is not a single-platform image manifest')
+        config = blobs.read_json(base_manifest['config']['digest'])
+        if platform is not None:
+            got = (config.get('os'), config.get('architecture'))
+            if got != platform[:2]:
+                raise BuildError(f'the base image for {"/".join(platform)} ({named[0]["digest"]}) is built for '
+                                 f'{got[0]}/{got[1]}: the base image must be an image index with a manifest for every '
+                                 'platform (pin it by the index digest), or build for the platforms it has')
+        bases.append((platform, named[0]['digest'], base_manifest, config))
 
     sums = read_sums(env('SUMS_FILE'))
     files = model_files(model_dir, sums)
-    room = max_layers - len(base_manifest['layers'])
+    base_layers = max(len(b[2]['layers']) for b in bases)
+    room = max_layers - base_layers
     if room < 1:
-        raise BuildError(f'the base image has {len(base_manifest["layers"])} layers, MAX_LAYERS is {max_layers}: '
+        raise BuildError(f'the base image has {base_layers} layers, MAX_LAYERS is {max_layers}: '
                          'no layer is left for the model; raise maxLayers or choose a base image with fewer layers')
     plan = plan_layers(model_dir, files, large, room)
     total = sum(size for layer in plan for _, size in layer)
     print(f'model: {len(files)} files, {total} bytes -> {len(plan)} layers '
           f'(files of {large} bytes or more get a layer of their own, up to {room} layers '
-          f'beside the base\'s {len(base_manifest["layers"])})', flush=True)
+          f'beside the base\'s {base_layers})', flush=True)
 
     buf = bytearray(CHUNK)
     new_layers = []
@@ -319,31 +382,30 @@ def main():
         print(f'layer {i}/{len(plan)}: {digest} {size} bytes in {secs:.1f} s ({names})', flush=True)
         new_layers.append((digest, size, names))
 
-    # Config: the base's, plus our layers, history and labels.
-    config.setdefault('rootfs', {'type': 'layers', 'diff_ids': []})['diff_ids'].extend(d for d, _, _ in new_layers)
-    history = config.setdefault('history', [])
-    for d, _, names in new_layers:
-        history.append({'created': CREATED, 'created_by': f'modelcar layout builder: /{prefix}: {names}'})
-    inner = config.setdefault('config', {})
-    labels = inner.get('Labels') or {}
-    labels.update({
+    labels = {
         'org.opencontainers.image.source': f'https://huggingface.co/{repo}',
         'io.kserve.modelcar.model': repo,
         'io.kserve.modelcar.revision': revision,
         'io.kserve.modelcar.build-config': build_config,
-    })
-    inner['Labels'] = labels
-    config['created'] = CREATED
-    config_digest, config_size = blobs.write_json(config, 'config')
-
-    manifest = {
-        'schemaVersion': 2,
-        'mediaType': OCI_MANIFEST,
-        'config': {'mediaType': OCI_CONFIG, 'digest': config_digest, 'size': config_size},
-        'layers': [oci_descriptor(layer, 'layer') for layer in base_manifest['layers']]
-        + [{'mediaType': OCI_LAYER_TAR, 'digest': d, 'size': s} for d, s, _ in new_layers],
     }
-    manifest_digest, manifest_size = blobs.write_json(manifest, 'manifest')
+    images = [(platform, image_manifest(blobs, base_manifest, config, new_layers, prefix, labels))
+              for platform, _, base_manifest, config in bases]
+    used = set()
+    for _, (manifest, manifest_digest, manifest_size) in images:
+        used |= {manifest['config']['digest'], manifest_digest} | {layer['digest'] for layer in manifest['layers']}
+    if len(images) == 1:
+        _, (_, top_digest, top_size) = images[0]
+        top_media = OCI_MANIFEST
+    else:
+        # The model layers are the same blobs in every platform's manifest: written once, pushed once.
+        top_digest, top_size = blobs.write_json({
+            'schemaVersion': 2,
+            'mediaType': OCI_INDEX,
+            'manifests': [{'mediaType': OCI_MANIFEST, 'digest': d, 'size': n, 'platform': oci_platform(platform)}
+                          for platform, (_, d, n) in images],
+        }, 'index')
+        top_media = OCI_INDEX
+        used.add(top_digest)
 
     # index.json names only the modelcar; the base's own manifest and config are dropped
     # unless the new image still refers to them.
@@ -351,7 +413,7 @@ def main():
         'schemaVersion': 2,
         'mediaType': 'application/vnd.oci.image.index.v1+json',
         'manifests': [{
-            'mediaType': OCI_MANIFEST, 'digest': manifest_digest, 'size': manifest_size,
+            'mediaType': top_media, 'digest': top_digest, 'size': top_size,
             'annotations': {REF_NAME: image_ref},
         }],
     }
@@ -361,16 +423,19 @@ def main():
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, os.path.join(layout, 'index.json'))
-    used = {config_digest, manifest_digest} | {layer['digest'] for layer in manifest['layers']}
-    for stale in (base[0]['digest'], base_manifest['config']['digest']):
-        if stale not in used and os.path.exists(blobs.path(stale)):
-            os.unlink(blobs.path(stale))
+    for _, base_digest, base_manifest, _ in bases:
+        for stale in (base_digest, base_manifest['config']['digest']):
+            if stale not in used and os.path.exists(blobs.path(stale)):
+                os.unlink(blobs.path(stale))
     fsync_dir(blobs.dir)
     fsync_dir(layout)
     secs = time.monotonic() - started
-    print(f'wrote oci:{layout}:{image_ref}: manifest {manifest_digest}, '
+    if len(images) == 1:
+        what = f'manifest {top_digest}'
+    else:
+        what = f'index {top_digest} (' + ', '.join(f'{"/".join(p)} manifest {d}' for p, (_, d, _) in images) + ')'
+    print(f'wrote oci:{layout}:{image_ref}: {what}, '
           f'{len(new_layers)} model layers, {total} model bytes in {secs:.1f} s', flush=True)
-
 
 if __name__ == '__main__':
     try:

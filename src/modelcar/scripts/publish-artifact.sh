@@ -1,7 +1,8 @@
 #!/bin/sh
 # Validates the artifact the build wrote under its temporary name, records its manifest
-# digest, syncs it to disk and renames it to its final name: the rename is atomic, so a
-# reader sees either no artifact or a complete, valid one.
+# digest (the image index's, for an image of several platforms), syncs it to disk and
+# renames it to its final name: the rename is atomic, so a reader sees either no artifact
+# or a complete, valid one.
 #
 # About formats: `skopeo inspect` or `copy` of an `oci-archive:` unpacks the whole tarball
 # to a temporary directory on every call; an `oci:` layout directory is read in place. The
@@ -26,7 +27,12 @@ skopeo --tmpdir "${TMPDIR}" inspect --raw "${src}" > /tmp/manifest.json
 digest="sha256:$(sha256sum < /tmp/manifest.json | cut -d' ' -f1)"
 # Count the descriptors, not the lines: the manifest may be a single line of JSON.
 descriptors=$(grep -o '"digest"' /tmp/manifest.json | wc -l)
-echo "validated ${src}: manifest ${digest} (config and $((descriptors - 1)) layers)"
+if grep -q '"manifests"' /tmp/manifest.json; then
+  # An image index: its digest is the image's, whichever platform a node pulls.
+  echo "validated ${src}: image index ${digest} (${descriptors} platform manifests)"
+else
+  echo "validated ${src}: manifest ${digest} (config and $((descriptors - 1)) layers)"
+fi
 
 chmod -R g+rwX "${ARTIFACT_TMP}"
 sync

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Pushes the run's artifact to one registry, refusing anything but the image the build
-# published: the artifact's manifest digest must equal the build's IMAGE_DIGEST result,
-# the copy preserves digests, and the registry must report the same digest afterwards.
+# published: the artifact's manifest digest (an image index's, for several platforms) must
+# equal the build's IMAGE_DIGEST result, the copy preserves digests, and the registry must
+# report the same digest afterwards.
 #
 # skopeo ignores TMPDIR when it unpacks an oci-archive (skopeo 1.9): --tmpdir is passed.
 # Env: TMPDIR, ARTIFACT_FORMAT, ARTIFACT_PATH, EXPECTED_DIGEST, IMAGE, IMAGE_TAGS (space-separated),
@@ -58,11 +59,14 @@ auth_registry="${IMAGE%%/*}"
 # shellcheck source-path=SCRIPTDIR source=registry-auth.sh
 . "$(dirname "$0")/registry-auth.sh"
 
-# 2. Copy, digests preserved, once per tag (blobs already there are skipped).
+# 2. Copy, digests preserved, once per tag (blobs already there are skipped). --all: an image
+#    index goes with every platform's manifest, and keeps its digest; without it skopeo would
+#    push the manifest of this node's platform alone. The model's layers, shared by the
+#    platforms, go once.
 tls="--tls-verify=${TLS_VERIFY}"
 for tag in "$@"; do
   echo "copying to docker://${IMAGE}:${tag}"
-  if ! skopeo --tmpdir "${TMPDIR}" copy --preserve-digests --retry-times "${RETRIES}" \
+  if ! skopeo --tmpdir "${TMPDIR}" copy --all --preserve-digests --retry-times "${RETRIES}" \
       "--dest-tls-verify=${TLS_VERIFY}" ${CERT_DIR:+--dest-cert-dir "${CERT_DIR}"} ${authfile:+--dest-authfile "${authfile}"} \
       --digestfile /tmp/pushed-digest "${src}" "docker://${IMAGE}:${tag}" 2> /tmp/copy.err; then
     cat /tmp/copy.err >&2

@@ -3,7 +3,8 @@
 
 `skopeo inspect` reads only index.json, the manifest and the config: a truncated or
 altered layer would pass it and fail (or worse) at the push. This step reads each blob the
-image refers to (index -> manifest -> config and layers) and checks its size and sha256,
+image refers to (index -> manifest, or image index -> each platform's manifest -> config and
+layers, each blob once) and checks its size and sha256,
 for an `oci:` layout directory or an `oci-archive:` tarball (read in place: nothing is
 unpacked or written). hashlib's sha256 runs about five times faster than coreutils'
 sha256sum on CPUs with SHA extensions, which matters for a model of tens of GB.
@@ -18,6 +19,7 @@ import tarfile
 
 CHUNK = 8 * 1024 * 1024
 REF_NAME = 'org.opencontainers.image.ref.name'
+OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
 
 
 class VerifyError(Exception):
@@ -93,14 +95,27 @@ def main():
         named = [m for m in index.get('manifests', []) if m.get('annotations', {}).get(REF_NAME) == ref]
         if len(named) != 1:
             raise VerifyError(f'index.json names {len(named)} manifests {ref!r}, expected 1')
-        manifest = read_json_blob(store, named[0], buf)
-        descs = [manifest['config']] + manifest.get('layers', [])
+        top = read_json_blob(store, named[0], buf)
+        # An image index (one manifest per platform) or a single image manifest.
+        if top.get('mediaType') == OCI_INDEX or 'manifests' in top:
+            if not top.get('manifests'):
+                raise VerifyError(f'image index {named[0]["digest"]} lists no manifest')
+            manifests = [read_json_blob(store, desc, buf) for desc in top['manifests']]
+            what = f'index {named[0]["digest"]} of {len(manifests)} manifests'
+        else:
+            manifests = [top]
+            what = f'manifest {named[0]["digest"]}'
+        # Each blob once: the platforms' manifests share the model's layers.
+        descs = {}
+        for manifest in manifests:
+            for desc in [manifest['config']] + manifest.get('layers', []):
+                descs.setdefault(desc['digest'], desc)
         total = 0
-        for desc in descs:
+        for desc in descs.values():
             total += check_blob(store, desc, buf)
     finally:
         store.close()
-    print(f'verified {fmt}:{path}:{ref}: manifest {named[0]["digest"]}, config and {len(descs) - 1} layers, '
+    print(f'verified {fmt}:{path}:{ref}: {what}, {len(descs)} configs and layers, '
           f'{total} bytes, every size and sha256 as described', flush=True)
 
 

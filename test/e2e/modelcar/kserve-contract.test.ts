@@ -7,7 +7,7 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { startWorld, stopWorld, World } from './world';
-import { makeTar } from '../support/base-image';
+import { makeTar, ociArchitecture } from '../support/base-image';
 import { checkModelcarContract } from '../support/modelcar-contract';
 import { freshWorkDir, run } from '../support/tools';
 
@@ -56,7 +56,8 @@ async function pushHandMade(tag: string, img: HandMade): Promise<string> {
     return digest;
   };
   const baseBlob = (digest: string) => fs.readFileSync(path.join(base.ociDir, 'blobs', 'sha256', digest.slice(7)));
-  const baseManifest = JSON.parse(baseBlob(base.manifestDigest).toString());
+  // The world's base is an image index: this host's manifest (the one whose config and layer the layout names).
+  const baseManifest = JSON.parse(baseBlob(base.platformManifests?.[ociArchitecture()] ?? base.manifestDigest).toString());
   const config = JSON.parse(baseBlob(base.configDigest).toString());
   put(baseBlob(base.layerDigest));
   const layers = [...baseManifest.layers];

@@ -8,7 +8,7 @@
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { buildBaseImageLayout } from '../support/base-image';
+import { buildBaseImageLayout, ociArchitecture } from '../support/base-image';
 import { freshWorkDir, repoRoot, requireTools, run } from '../support/tools';
 
 const SCRIPT = path.join(repoRoot(), 'src', 'modelcar', 'scripts', 'layout-build.py');
@@ -62,13 +62,16 @@ interface Built {
   readonly manifest: any;
   readonly config: any;
   readonly log: string;
+  /** index.json, and the blob it names (a manifest, or an image index). */
+  readonly index: any;
+  readonly top: any;
   blob(digest: string): string;
 }
 
 /** Builds the modelcar of `model` into a fresh layout under `dir` with the script, as the `layers` step does. */
-async function build(dir: string, model: Model, env: Record<string, string> = {}, octalMax?: number): Promise<Built> {
+async function build(dir: string, model: Model, env: Record<string, string> = {}, octalMax?: number, base: (layout: string) => void = (l) => buildBaseImageLayout(l, { tag: 'base' })): Promise<Built> {
   const layout = path.join(dir, 'image');
-  buildBaseImageLayout(layout, { tag: 'base' });
+  base(layout);
   // With `octalMax`, the script's own code runs with a lower limit for the ustar size field, so that small files
   // take the path of files over 8 GiB.
   const args = octalMax === undefined ? [SCRIPT] : ['-c', `${LOAD_SCRIPT}\nlb.OCTAL_MAX = ${octalMax}\nlb.main()`];
@@ -92,9 +95,11 @@ async function build(dir: string, model: Model, env: Record<string, string> = {}
   const blob = (digest: string) => path.join(layout, 'blobs', 'sha256', digest.replace(/^sha256:/, ''));
   const index = JSON.parse(fs.readFileSync(path.join(layout, 'index.json'), 'utf8'));
   const manifestDigest: string = index.manifests[0].digest;
-  const manifest = JSON.parse(fs.readFileSync(blob(manifestDigest), 'utf8'));
+  const top = JSON.parse(fs.readFileSync(blob(manifestDigest), 'utf8'));
+  // An image index: its first platform's manifest stands for the image in the single-platform checks.
+  const manifest = top.manifests ? JSON.parse(fs.readFileSync(blob(top.manifests[0].digest), 'utf8')) : top;
   const config = JSON.parse(fs.readFileSync(blob(manifest.config.digest), 'utf8'));
-  return { layout, manifestDigest, manifest, config, log: r.stdout, blob };
+  return { layout, manifestDigest, manifest, config, log: r.stdout, blob, index, top };
 }
 
 /** Python code that loads the step script as module `lb` (its main() runs only as __main__). */
@@ -347,5 +352,98 @@ describe('layer cap (Docker stops at 125 layers, overlayfs at 500)', () => {
     const model = writeModel(path.join(work, 'cap-1'), { 'config.json': 10 });
     await expect(build(path.join(work, 'cap-1'), model, { MAX_LAYERS: '1' })).rejects.toThrow(
       'layout build failed: the base image has 1 layers, MAX_LAYERS is 1: no layer is left for the model; raise maxLayers or choose a base image with fewer layers');
+  });
+});
+
+describe('platforms: one image index, a manifest per platform, the model layers shared', () => {
+  const VERIFY = path.join(repoRoot(), 'src', 'modelcar', 'scripts', 'verify-artifact.py');
+  const files = { 'config.json': 300, 'model-00001-of-00002.safetensors': 20_000, 'model-00002-of-00002.safetensors': 9_000 };
+  const host = ociArchitecture();
+  const json = (b: Built, digest: string) => JSON.parse(fs.readFileSync(b.blob(digest), 'utf8'));
+  /** Names the layout's base manifest also `base-linux-<arch>` for each of `archs` (what skopeo leaves from a single-platform base). */
+  const alsoNamed = (layout: string, archs: string[]) => {
+    const file = path.join(layout, 'index.json');
+    const index = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const [base] = index.manifests;
+    index.manifests.push(...archs.map((a) => ({ ...base, annotations: { 'org.opencontainers.image.ref.name': `base-linux-${a}` } })));
+    fs.writeFileSync(file, JSON.stringify(index));
+  };
+
+  test('two platforms: an image index of two manifests, each on its own platform\'s base, with the same model layers written once', async () => {
+    const dir = path.join(work, 'platforms-two');
+    const model = writeModel(dir, files);
+    const b = await build(dir, model, { PLATFORMS: 'linux/amd64 linux/arm64' }, undefined, (l) => {
+      // What the base step leaves: a manifest per platform, named base-linux-<arch>, and no index.
+      const base = buildBaseImageLayout(l, { tag: 'base', architectures: ['amd64', 'arm64'] });
+      const file = path.join(l, 'index.json');
+      const index = JSON.parse(fs.readFileSync(file, 'utf8'));
+      fs.writeFileSync(file, JSON.stringify({ ...index, manifests: index.manifests.filter((m: any) => m.digest !== base.manifestDigest) }));
+      fs.rmSync(path.join(l, 'blobs', 'sha256', base.manifestDigest.slice('sha256:'.length)));
+    });
+    // index.json names the image index only (the bases are gone from it)
+    expect(b.index.manifests).toEqual([expect.objectContaining({ mediaType: 'application/vnd.oci.image.index.v1+json', annotations: { 'org.opencontainers.image.ref.name': 'modelcar' } })]);
+    expect(b.top.mediaType).toBe('application/vnd.oci.image.index.v1+json');
+    expect(b.top.manifests.map((m: any) => m.platform)).toEqual([{ architecture: 'amd64', os: 'linux' }, { architecture: 'arm64', os: 'linux' }]);
+    const [amd64, arm64] = b.top.manifests.map((m: any) => json(b, m.digest));
+    const configs = [amd64, arm64].map((m) => json(b, m.config.digest));
+    expect(configs.map((c) => c.architecture)).toEqual(['amd64', 'arm64']);
+    expect(configs[1].config.Labels).toEqual(configs[0].config.Labels);
+    expect(configs[0].config.Labels['io.kserve.modelcar.model']).toBe('e2e-org/layout-model');
+    // Each platform's base layer is its own; the model layers are the same blobs.
+    expect(amd64.layers[0].digest).not.toBe(arm64.layers[0].digest);
+    expect(amd64.layers.slice(1)).toHaveLength(3);
+    expect(arm64.layers.slice(1)).toEqual(amd64.layers.slice(1));
+    expect(configs[1].rootfs.diff_ids.slice(1)).toEqual(configs[0].rootfs.diff_ids.slice(1));
+    // Written once: one log line per model layer, not per platform.
+    expect(b.log.match(/^layer \d+\/3: /gm)).toHaveLength(3);
+    expect(b.log).toContain(`index ${b.manifestDigest} (linux/amd64 manifest ${b.top.manifests[0].digest}, linux/arm64 manifest ${b.top.manifests[1].digest})`);
+    // The base's own manifests and configs are gone; the layout holds the image and nothing else.
+    const referenced = new Set([b.manifestDigest, ...b.top.manifests.map((m: any) => m.digest),
+      ...[amd64, arm64].flatMap((m) => [m.config.digest, ...m.layers.map((l: any) => l.digest)])].map((d) => d.slice('sha256:'.length)));
+    expect(fs.readdirSync(path.join(b.layout, 'blobs', 'sha256')).sort()).toEqual([...referenced].sort());
+
+    // The verify step reads every blob once, through the index; skopeo resolves each platform's manifest.
+    const v = await run(PYTHON, ['-B', VERIFY], { env: { PATH: process.env.PATH, ARTIFACT_FORMAT: 'oci', ARTIFACT_TMP: b.layout, IMAGE_REF: 'modelcar' } });
+    expect(v.stdout).toContain(`index ${b.manifestDigest} of 2 manifests, 7 configs and layers`);
+    for (const [arch, m] of [['amd64', b.top.manifests[0]], ['arm64', b.top.manifests[1]]]) {
+      const out = JSON.parse((await run('skopeo', ['--override-arch', arch, 'inspect', `oci:${b.layout}:modelcar`])).stdout);
+      const layers = json(b, m.digest).layers.map((l: any) => l.digest);
+      expect({ arch, architecture: out.Architecture, layers: out.Layers }).toEqual({ arch, architecture: arch, layers });
+    }
+    // A shared model layer cut short fails the verification.
+    fs.truncateSync(b.blob(amd64.layers[2].digest), 100);
+    await expect(run(PYTHON, ['-B', VERIFY], { env: { PATH: process.env.PATH, ARTIFACT_FORMAT: 'oci', ARTIFACT_TMP: b.layout, IMAGE_REF: 'modelcar' } }))
+      .rejects.toThrow(`the built artifact is not valid: blob ${amd64.layers[2].digest} has 100 bytes, its descriptor says ${amd64.layers[2].size}`);
+  });
+
+  test('one platform: no image index, the same image byte for byte as the builder made before platforms', async () => {
+    const dir = path.join(work, 'platforms-one');
+    const model = writeModel(dir, files);
+    const before = await build(path.join(dir, 'before'), model);
+    const one = await build(path.join(dir, 'one'), model, { PLATFORMS: `linux/${host}` }, undefined, (l) => {
+      buildBaseImageLayout(l, { tag: 'base' });
+      alsoNamed(l, [host]);
+    });
+    expect(one.top.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
+    expect(one.manifestDigest).toBe(before.manifestDigest);
+    expect(fs.readFileSync(path.join(one.layout, 'index.json'))).toEqual(fs.readFileSync(path.join(before.layout, 'index.json')));
+  });
+
+  test('fails when the base image has no manifest for a platform (a single-platform base)', async () => {
+    const dir = path.join(work, 'platforms-single-base');
+    const model = writeModel(dir, files);
+    const other = host === 'arm64' ? 'amd64' : 'arm64';
+    // skopeo copies a single-platform base whatever platform it is asked for: both names hold the host's manifest.
+    await expect(build(dir, model, { PLATFORMS: `linux/${host} linux/${other}` }, undefined, (l) => {
+      buildBaseImageLayout(l, { tag: 'base' });
+      alsoNamed(l, [host, other]);
+    })).rejects.toThrow(new RegExp(`layout build failed: the base image for linux/${other} \\(sha256:[0-9a-f]{64}\\) is built for linux/${host}: `
+      + 'the base image must be an image index with a manifest for every platform \\(pin it by the index digest\\), or build for the platforms it has'));
+  });
+
+  test('fails when a platform is not os/architecture', async () => {
+    const dir = path.join(work, 'platforms-bad');
+    const model = writeModel(dir, files);
+    await expect(build(dir, model, { PLATFORMS: 'arm64' })).rejects.toThrow('layout build failed: platform \'arm64\' in PLATFORMS is not os/architecture[/variant]');
   });
 });

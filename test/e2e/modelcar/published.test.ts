@@ -160,7 +160,7 @@ describe('a published model run again costs seconds', () => {
     // docker-registry deletes by digest (both tags go), then the first tag comes back: quay lacks only the alias.
     expect(await deleteManifest(world.quay, 'private-ai-demo/synthetic-model', digest)).toBe(202);
     expect(await servedDigest(world.quay, `${repositoryOf(world.quay)}:published`)).toBeUndefined();
-    await run('skopeo', ['copy', '--quiet', '--src-cert-dir', world.internal.certDir, '--src-authfile', world.internal.authFile,
+    await run('skopeo', ['copy', '--quiet', '--all', '--src-cert-dir', world.internal.certDir, '--src-authfile', world.internal.authFile,
       '--dest-cert-dir', world.quay.certDir, '--dest-authfile', world.quay.authFile,
       `docker://${repositoryOf(world.internal)}:published`, `docker://${repositoryOf(world.quay)}:published`]);
     expect(await servedDigest(world.quay, `${repositoryOf(world.quay)}:published-alias`)).toBeUndefined();

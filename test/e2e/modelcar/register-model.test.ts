@@ -18,7 +18,7 @@ import { ModelcarBuilder, ModelRegistry, RegistryTrust } from '../../../src';
 import { startStandInModelRegistry, StandInModelRegistry } from '../../support/model-registry-stand-in';
 import { RunPipelineResult, sandboxSupport } from '../runner/tekton-runner';
 import { SyntheticModel, writeSyntheticModel } from '../support/model-fixture';
-import { freshWorkDir } from '../support/tools';
+import { freshWorkDir, run } from '../support/tools';
 
 jest.setTimeout(300_000);
 
@@ -98,6 +98,11 @@ describe('a published image is registered in the model registry by digest', () =
       pipeline_run: { metadataType: 'MetadataStringValue', string_value: first.pipelineRun.name },
     });
     expect(registry.artifacts).toEqual([expect.objectContaining({ uri: `oci://${repositoryOf(world.internal)}@${digest}`, modelFormatName: 'vLLM' })]);
+    // The digest recorded is the image index's (the default platforms): the reference serves every node's architecture.
+    const served = JSON.parse((await run('skopeo', ['inspect', '--raw', '--cert-dir', world.internal.certDir, '--authfile', world.internal.authFile,
+      `docker://${repositoryOf(world.internal)}@${digest}`])).stdout);
+    expect(served.mediaType).toBe('application/vnd.oci.image.index.v1+json');
+    expect(served.manifests.map((m: any) => m.platform.architecture)).toEqual(['amd64', 'arm64']);
     // The Python image's own user, as pipelines-scc runs it; the token never shows.
     expect(first.tasks['register-model'].steps.find((s) => s.name === 'register')!.uid).toBe(1001);
     expect(first.log).not.toContain(world.serviceAccountToken);

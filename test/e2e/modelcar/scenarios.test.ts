@@ -412,7 +412,7 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Failed', 'push-internal:Skipped', 'push-quay:Skipped']);
     const base = stepLog(r, 'build-image', 'base');
     expect(base).toContain('unauthorized: authentication required');
-    expect(base).toContain(`cannot copy the base image ${world.base.reference}: the registry refused the credentials (401): check baseImageCredentials`);
+    expect(base).toContain(`cannot copy the base image ${world.base.reference} for linux/amd64: the registry refused the credentials (401): check baseImageCredentials`);
     await expectNothingPushed('bad-base-creds');
   });
 
@@ -469,8 +469,8 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
   test('7a. content changed between build and push (another image under the artifact\'s name): detected, nothing pushed', async () => {
     const r = await runScenario('swapped', {
       log: afterPublish('swapped', (artifact) => {
-        // A different, valid image now sits under the artifact's name (the base image, copied over it).
-        execFileSync('skopeo', ['copy', '--quiet', '--src-cert-dir', world.internal.certDir, '--src-authfile', world.internal.authFile,
+        // A different, valid image now sits under the artifact's name (the base image, its index and all, copied over it).
+        execFileSync('skopeo', ['copy', '--quiet', '--all', '--src-cert-dir', world.internal.certDir, '--src-authfile', world.internal.authFile,
           `docker://${world.base.reference}`, `oci:${artifact}:modelcar`]);
       }),
     });

@@ -67,7 +67,9 @@ export async function startWorld(work: string): Promise<World> {
     // looks like an HTTP 401 to a careless classifier, so the scenarios prove the pushes' diagnoses are not fooled.
     startRegistry({ name: 'quay', workDir: path.join(work, 'registry-quay'), ca, username: 'robot', password: 'quay-secret', portContaining: '401' }),
   ]);
-  const base = await pushBaseImage(internal, { workDir: path.join(work, 'base') });
+  // An image index of two platforms, pinned by its digest, as the default base (ubi-micro's index) is: the layout
+  // builder's default platforms take a manifest each from it.
+  const base = await pushBaseImage(internal, { workDir: path.join(work, 'base'), architectures: ['amd64', 'arm64'] });
   const hub = await startFakeHub({ ca, workDir: path.join(work, 'hub') });
   return { work, ca, internal, quay, base, serviceAccountToken, hub };
 }
@@ -109,6 +111,8 @@ export interface SynthOptions {
   readonly modelRegistry?: ModelRegistry;
   /** What a run gives back of its volume (ModelcarPipelineProps.volumeCleanup). Default the library's. */
   readonly volumeCleanup?: VolumeCleanup;
+  /** The base image, `host/repository@sha256:...` in the internal registry. Default the world's (an image index of two platforms). */
+  readonly baseImage?: string;
 }
 
 /** Repository of the model image in each registry. */
@@ -124,7 +128,7 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
   const app = new App();
   const chart = new Chart(app, NAMESPACE, { namespace: NAMESPACE, disableResourceNameHashes: true });
   const trust = RegistryTrust.fromConfigMap('registry-ca');
-  const [baseName, baseDigest] = world.base.reference.split('@');
+  const [baseName, baseDigest] = (opts.baseImage ?? world.base.reference).split('@');
   const modelcar = new ModelcarPipeline(chart, 'modelcar', {
     name: 'modelcar-pipeline',
     builder: opts.builder,

@@ -111,7 +111,13 @@ export interface BaseImageLayout {
   readonly tag: string;
   /** `oci:<ociDir>:<tag>` for skopeo/buildah. */
   readonly ociRef: string;
+  /** The digest `tag` names: the image index's with `architectures`, else the one manifest's. */
   readonly manifestDigest: string;
+  /**
+   * With `architectures`: each architecture's manifest digest. Each is also in the layout as
+   * `<tag>-linux-<arch>`, as the layout builder's base step leaves a base per platform.
+   */
+  readonly platformManifests?: Record<string, string>;
   readonly configDigest: string;
   /** Digest of the gzipped layer blob. */
   readonly layerDigest: string;
@@ -124,6 +130,13 @@ export interface BuildBaseImageOptions {
   readonly tag?: string;
   /** The static busybox to copy. Default: `busybox` on PATH (Debian busybox-static: /usr/bin/busybox). */
   readonly busyboxPath?: string;
+  /**
+   * A multi-platform base: an OCI image index with one linux manifest per architecture (e.g. amd64, arm64), each
+   * with its own layer (the busybox layer plus /etc/platform naming the platform, so the platforms' base layers
+   * differ as real ones do). Only the host's busybox is at hand: every platform's image holds it, so only the
+   * host's platform would run; the tests read the others, never run them. Default: one manifest, the host's.
+   */
+  readonly architectures?: readonly string[];
 }
 
 /** Writes the base image as an OCI image layout in `ociDir` (emptied first). */
@@ -146,50 +159,85 @@ export function buildBaseImageLayout(ociDir: string, opts: BuildBaseImageOptions
     { name: 'var', type: 'dir', mode: 0o755 },
     { name: 'var/tmp', type: 'dir', mode: 0o1777 },
   ];
-  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const tar = makeTar(entries);
-  const gz = zlib.gzipSync(tar, { level: 9 });
-  const diffId = sha256(tar);
-  const layerDigest = sha256(gz);
-
-  const config = Buffer.from(JSON.stringify({
-    created: EPOCH,
-    architecture: ociArchitecture(),
-    os: 'linux',
-    config: {
-      Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
-      Cmd: ['/bin/sh'],
-      WorkingDir: '/',
-    },
-    rootfs: { type: 'layers', diff_ids: [diffId] },
-    history: [{ created: EPOCH, created_by: 'cdk8s-modelcar-tekton test/e2e/support/base-image.ts: static busybox' }],
-  }));
-  const configDigest = sha256(config);
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layerDigest, size: gz.length }],
-  }));
-  const manifestDigest = sha256(manifest);
 
   fs.rmSync(ociDir, { recursive: true, force: true });
   const blobs = path.join(ociDir, 'blobs', 'sha256');
   fs.mkdirSync(blobs, { recursive: true });
-  for (const [digest, data] of [[layerDigest, gz], [configDigest, config], [manifestDigest, manifest]] as const) {
+  const writeBlob = (data: Buffer) => {
+    const digest = sha256(data);
     fs.writeFileSync(path.join(blobs, digest.slice('sha256:'.length)), data);
-  }
+    return digest;
+  };
+  /** Writes one platform's layer, config and manifest. */
+  const image = (architecture: string, extra: readonly TarEntry[]) => {
+    const all = [...entries, ...extra].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const tar = makeTar(all);
+    const gz = zlib.gzipSync(tar, { level: 9 });
+    const diffId = sha256(tar);
+    const layerDigest = writeBlob(gz);
+    const config = Buffer.from(JSON.stringify({
+      created: EPOCH,
+      architecture,
+      os: 'linux',
+      config: {
+        Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+        Cmd: ['/bin/sh'],
+        WorkingDir: '/',
+      },
+      rootfs: { type: 'layers', diff_ids: [diffId] },
+      history: [{ created: EPOCH, created_by: 'cdk8s-modelcar-tekton test/e2e/support/base-image.ts: static busybox' }],
+    }));
+    const configDigest = writeBlob(config);
+    const manifest = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layerDigest, size: gz.length }],
+    }));
+    return { manifestDigest: writeBlob(manifest), size: manifest.length, configDigest, layerDigest, diffId };
+  };
+  const ref = (name: string) => ({ 'org.opencontainers.image.ref.name': name });
   fs.writeFileSync(path.join(ociDir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+
+  if (opts.architectures === undefined) {
+    const one = image(ociArchitecture(), []);
+    fs.writeFileSync(path.join(ociDir, 'index.json'), JSON.stringify({
+      schemaVersion: 2,
+      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: one.manifestDigest, size: one.size, annotations: ref(tag) }],
+    }));
+    const { manifestDigest, configDigest, layerDigest, diffId } = one;
+    return { ociDir, tag, ociRef: `oci:${ociDir}:${tag}`, manifestDigest, configDigest, layerDigest, diffId };
+  }
+  const platforms = opts.architectures.map((architecture) => ({
+    architecture,
+    ...image(architecture, [{ name: 'etc/platform', type: 'file', mode: 0o644, data: Buffer.from(`linux/${architecture}\n`) }]),
+  }));
+  const index = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: platforms.map((p) => ({
+      mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: p.manifestDigest, size: p.size, platform: { architecture: p.architecture, os: 'linux' },
+    })),
+  }));
+  const indexDigest = writeBlob(index);
   fs.writeFileSync(path.join(ociDir, 'index.json'), JSON.stringify({
     schemaVersion: 2,
-    manifests: [{
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      digest: manifestDigest,
-      size: manifest.length,
-      annotations: { 'org.opencontainers.image.ref.name': tag },
-    }],
+    manifests: [
+      { mediaType: 'application/vnd.oci.image.index.v1+json', digest: indexDigest, size: index.length, annotations: ref(tag) },
+      ...platforms.map((p) => ({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: p.manifestDigest, size: p.size, annotations: ref(`${tag}-linux-${p.architecture}`) })),
+    ],
   }));
-  return { ociDir, tag, ociRef: `oci:${ociDir}:${tag}`, manifestDigest, configDigest, layerDigest, diffId };
+  const host = platforms.find((p) => p.architecture === ociArchitecture()) ?? platforms[0];
+  return {
+    ociDir,
+    tag,
+    ociRef: `oci:${ociDir}:${tag}`,
+    manifestDigest: indexDigest,
+    platformManifests: Object.fromEntries(platforms.map((p) => [p.architecture, p.manifestDigest])),
+    configDigest: host.configDigest,
+    layerDigest: host.layerDigest,
+    diffId: host.diffId,
+  };
 }
 
 export interface PushedBaseImage {
@@ -216,7 +264,8 @@ export async function pushBaseImage(registry: LocalRegistry, opts: PushBaseImage
   const digestFile = path.join(opts.workDir, 'base-image.digest');
   const tagReference = `${registry.host}/${repository}:${layout.tag}`;
   await run('skopeo', [
-    'copy', '--quiet', '--preserve-digests', '--digestfile', digestFile,
+    // --all: an image index goes with every platform's manifest (a no-op for one manifest).
+    'copy', '--quiet', '--all', '--preserve-digests', '--digestfile', digestFile,
     '--dest-cert-dir', registry.certDir, '--dest-authfile', registry.authFile,
     layout.ociRef, `docker://${tagReference}`,
   ], { timeoutMs: 60_000 });

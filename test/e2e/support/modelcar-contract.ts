@@ -143,10 +143,12 @@ export async function checkModelcarContract(registry: LocalRegistry, reference: 
   const layout = path.join(workDir, 'oci');
   fs.mkdirSync(workDir, { recursive: true });
   const creds = ['--cert-dir', registry.certDir, '--authfile', registry.authFile];
-  const manifest = JSON.parse((await run('skopeo', ['inspect', '--raw', ...creds, `docker://${reference}`])).stdout);
   const config = JSON.parse((await run('skopeo', ['inspect', '--config', '--raw', ...creds, `docker://${reference}`])).stdout);
   // --preserve-digests: skopeo would otherwise gzip the uncompressed layers it writes into a layout.
   await run('skopeo', ['copy', '--quiet', '--preserve-digests', '--src-cert-dir', registry.certDir, '--src-authfile', registry.authFile, `docker://${reference}`, `oci:${layout}:x`]);
+  // The manifest this node pulls: of an image index, skopeo (as CRI-O) takes this host's platform's, the one the
+  // commands below can run.
+  const manifest = JSON.parse((await run('skopeo', ['inspect', '--raw', `oci:${layout}:x`])).stdout);
   const blob = (digest: string) => path.join(layout, 'blobs', 'sha256', digest.replace(/^sha256:/, ''));
 
   // The image config: KServe sets args only, so the image's Entrypoint would receive them.
