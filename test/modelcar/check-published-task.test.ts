@@ -79,9 +79,15 @@ describe('skip what is published', () => {
       ['QUAY_IMAGE_REF', ['report-published']],
       ['MODEL_RESOLVED_REVISION', ['check-published']],
       ['MODEL_SIZE', ['check-published']],
+      ['SERVING_TAG', ['check-published']],
       ['REBUILD', ['check-published']],
     ]);
     expect(pipeline.finally).toBeUndefined();
+    // The serving tag (the check's result) is pushed with the run's tags and read back by the report: the run passes
+    // no param for it (its name, a hash of its params, stays), and the report's first tag stays the run's first.
+    const pushedTags = '$(params.IMAGE_TAGS) $(tasks.check-published.results.SERVING_TAG)';
+    for (const t of ['push-internal', 'push-quay', 'report-published']) expect(params(t).IMAGE_TAGS).toBe(pushedTags);
+    expect(params('check-published').IMAGE_TAGS).toBe('$(params.IMAGE_TAGS)');
     // The report has two results whatever the number of targets; the pipeline makes each target's from them.
     expect(doc(docs, 'Task', 'modelcar-report-published').spec.results.map((r: any) => r.name)).toEqual(['IMAGE_DIGEST', 'IMAGE_TAG']);
     const value = (name: string) => pipeline.results.find((r: any) => r.name === name).value;
@@ -102,7 +108,9 @@ describe('skip what is published', () => {
     expect(env('resolve')).toMatchObject({ HF_REVISION: '$(params.MODEL_REVISION)', RESOLVED_REVISION_FILE: '$(results.MODEL_RESOLVED_REVISION.path)' });
     expect(env('resolve').MODEL_DIR).toBeUndefined();
     // One step asks every target, each on its line: repository, TLS, retries, CA dir, credentials.
-    expect(env('check')).toMatchObject({ MODE: 'check', RESULT_REBUILD: '$(results.REBUILD.path)' });
+    expect(env('check')).toMatchObject({ MODE: 'check', RESULT_REBUILD: '$(results.REBUILD.path)', SERVING_TAG_FILE: '$(results.SERVING_TAG.path)' });
+    // The config step names the serving tag from the commit the resolve step wrote.
+    expect(env('config')).toMatchObject({ RESOLVED_REVISION_FILE: '$(results.MODEL_RESOLVED_REVISION.path)', RESULT_SERVING_TAG: '$(results.SERVING_TAG.path)' });
     expect(env('check').TARGETS.split('\n')).toEqual([
       'internal image-registry.openshift-image-registry.svc:5000/ai/modelcars true 3 /etc/modelcar/internal-certs service-account-token -',
       'quay quay.io/org/model true 3 - secret /etc/modelcar/quay-auth/.dockerconfigjson',
