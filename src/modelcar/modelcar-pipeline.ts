@@ -529,8 +529,9 @@ export class ModelcarPipeline extends Construct {
     });
     const commit = ParamValue.string(this.checkTask.result('MODEL_RESOLVED_REVISION'));
     const buildConfig = ParamValue.string(this.checkTask.result('BUILD_CONFIG'));
-    // The run's tags and the serving tag (model commit, build configuration): pushed to every target, and read back
-    // by the report. Derived in the pipeline, not passed by the run: no run's params, and so no run's name, change.
+    // The serving tag (model commit, build configuration) is pushed to every target after the run's tags, never moved,
+    // and read back by the report with them. Derived in the pipeline, not passed by the run: no run's params, and so
+    // no run's name, change.
     const pushedTags = ParamValue.string(`${this.imageTags.reference} ${this.checkTask.result('SERVING_TAG')}`);
     // 2. Skip what is done. Each guarded task names the condition itself (a reader of one task
     // sees why it did not run), although Tekton would also skip a consumer of a skipped task's
@@ -573,7 +574,8 @@ export class ModelcarPipeline extends Construct {
         task: push.task,
         params: {
           IMAGE_DIGEST: ParamValue.string(this.buildTask.result('IMAGE_DIGEST')),
-          IMAGE_TAGS: pushedTags,
+          IMAGE_TAGS: this.imageTags.toParamValue(),
+          SERVING_TAG: ParamValue.string(this.checkTask.result('SERVING_TAG')),
           RUN_ID: runId,
         },
         workspaces: { source: this.workspace },

@@ -83,10 +83,13 @@ describe('skip what is published', () => {
       ['REBUILD', ['check-published']],
     ]);
     expect(pipeline.finally).toBeUndefined();
-    // The serving tag (the check's result) is pushed with the run's tags and read back by the report: the run passes
-    // no param for it (its name, a hash of its params, stays), and the report's first tag stays the run's first.
-    const pushedTags = '$(params.IMAGE_TAGS) $(tasks.check-published.results.SERVING_TAG)';
-    for (const t of ['push-internal', 'push-quay', 'report-published']) expect(params(t).IMAGE_TAGS).toBe(pushedTags);
+    // The serving tag (the check's result) is pushed after the run's tags (never moved) and read back by the report
+    // with them: the run passes no param for it (its name, a hash of its params, stays), and the report's first tag
+    // stays the run's first.
+    for (const t of ['push-internal', 'push-quay']) {
+      expect(params(t)).toMatchObject({ IMAGE_TAGS: '$(params.IMAGE_TAGS)', SERVING_TAG: '$(tasks.check-published.results.SERVING_TAG)' });
+    }
+    expect(params('report-published').IMAGE_TAGS).toBe('$(params.IMAGE_TAGS) $(tasks.check-published.results.SERVING_TAG)');
     expect(params('check-published').IMAGE_TAGS).toBe('$(params.IMAGE_TAGS)');
     // The report has two results whatever the number of targets; the pipeline makes each target's from them.
     expect(doc(docs, 'Task', 'modelcar-report-published').spec.results.map((r: any) => r.name)).toEqual(['IMAGE_DIGEST', 'IMAGE_TAG']);

@@ -5,8 +5,8 @@
 #
 # skopeo ignores TMPDIR when it unpacks an oci-archive (skopeo 1.9): --tmpdir is passed.
 # Env: TMPDIR, ARTIFACT_FORMAT, ARTIFACT_PATH, EXPECTED_DIGEST, IMAGE, IMAGE_TAGS (space-separated),
-#      TLS_VERIFY, CERT_DIR (optional), AUTH_MODE, AUTHFILE or SA_TOKEN_FILE (by AUTH_MODE), RETRIES,
-#      RESULT_IMAGE_URL, RESULT_IMAGE_DIGEST, RESULT_IMAGE_REF.
+#      SERVING_TAG (optional), TLS_VERIFY, CERT_DIR (optional), AUTH_MODE, AUTHFILE or SA_TOKEN_FILE (by
+#      AUTH_MODE), RETRIES, RESULT_IMAGE_URL, RESULT_IMAGE_DIGEST, RESULT_IMAGE_REF.
 set -eu
 
 # registry_error_explain: what a failed skopeo call means, from skopeo's own words.
@@ -58,8 +58,36 @@ auth_registry="${IMAGE%%/*}"
 # shellcheck source-path=SCRIPTDIR source=registry-auth.sh
 . "$(dirname "$0")/registry-auth.sh"
 
-# 2. Copy, digests preserved, once per tag (blobs already there are skipped).
 tls="--tls-verify=${TLS_VERIFY}"
+
+# 2. The serving tag (model commit and build configuration) is pushed after the run's tags, and never moved: an
+# InferenceService in git serves by it. The build is reproducible, so the same commit and configuration give the
+# same digest; a build that gave other bytes fails here, before any tag of this target changes.
+if [ -n "${SERVING_TAG:-}" ]; then
+  if skopeo --tmpdir "${TMPDIR}" inspect --raw --retry-times "${RETRIES}" "${tls}" ${CERT_DIR:+--cert-dir "${CERT_DIR}"} ${authfile:+--authfile "${authfile}"} \
+      "docker://${IMAGE}:${SERVING_TAG}" > /tmp/serving.json 2> /tmp/inspect.err; then
+    serving="sha256:$(sha256sum < /tmp/serving.json | cut -d' ' -f1)"
+    [ "${serving}" = "${EXPECTED_DIGEST}" ] || fail "the serving tag ${SERVING_TAG} names ${serving}, and this build of the same model commit and build configuration is ${EXPECTED_DIGEST}: the build did not reproduce the image; a serving tag is never moved (what git serves by it stays), so nothing is pushed to this target"
+    echo "the serving tag ${SERVING_TAG} already names ${serving}"
+  else
+    # Absent: "not found", or what quay.io (401 "not authorized") and Docker Hub (denied) answer for a repository
+    # that does not exist yet; credentials they refuse say so otherwise (check-published.sh reads them alike).
+    case "$(registry_error_class /tmp/inspect.err)" in
+      not-found | denied) ;;
+      *) if ! grep -q 'access to the requested resource is not authorized' /tmp/inspect.err \
+          || grep -q 'invalid username/password\|authentication required' /tmp/inspect.err; then
+           cat /tmp/inspect.err >&2
+           fail "cannot ask whether the serving tag ${SERVING_TAG} exists: $(registry_error_explain /tmp/inspect.err push "${RETRIES}")"
+         fi ;;
+    esac
+  fi
+  set -f
+  # shellcheck disable=SC2086 # word splitting of the tag list is intended
+  set -- ${IMAGE_TAGS} "${SERVING_TAG}"
+  set +f
+fi
+
+# 3. Copy, digests preserved, once per tag (blobs already there are skipped).
 for tag in "$@"; do
   echo "copying to docker://${IMAGE}:${tag}"
   if ! skopeo --tmpdir "${TMPDIR}" copy --preserve-digests --retry-times "${RETRIES}" \
@@ -74,7 +102,7 @@ for tag in "$@"; do
   [ "${pushed}" = "${EXPECTED_DIGEST}" ] || fail "skopeo pushed ${pushed}, not the build's ${EXPECTED_DIGEST}"
 done
 
-# 3. Ask the registry what it now serves under the first tag.
+# 4. Ask the registry what it now serves under the first tag.
 if ! skopeo --tmpdir "${TMPDIR}" inspect --raw --retry-times "${RETRIES}" "${tls}" ${CERT_DIR:+--cert-dir "${CERT_DIR}"} ${authfile:+--authfile "${authfile}"} \
     "docker://${IMAGE}:$1" > /tmp/remote.json 2> /tmp/inspect.err; then
   cat /tmp/inspect.err >&2
