@@ -12,3 +12,4 @@ export * from './report-published-task';
 export * from './image-result';
 export * from './model-registry';
 export * from './register-model-task';
+export * from './modelcar-inference-service';
