@@ -5,10 +5,8 @@
 # writes it as the label io.kserve.modelcar.build-config; the check compares it, so an image
 # built with other settings from the same commit is never taken for this run's.
 #
-# It also names the serving tag, <commit>-<first 16 hex of the digest>: the model commit and the
-# build configuration decide the image's bytes (the build is reproducible), so this tag can only
-# ever name the image built for them. ModelcarPipelineRun.servingReference() computes the same at
-# synth (servingTag() in serving-reference.ts): change both or neither.
+# It also names the serving tag, <commit>-<16 hex of the digest>, as servingTag() in
+# serving-reference.ts does at synth: change both or neither.
 #
 # Env: BUILD_CONFIG_SPEC, MODEL_INCLUDE, MODEL_EXCLUDE, RESULT_BUILD_CONFIG, RESOLVED_REVISION_FILE,
 #      RESULT_SERVING_TAG.
@@ -32,7 +30,7 @@ while IFS= read -r line; do
 done < /tmp/build-config.txt
 printf '%s' "${digest}" > "${RESULT_BUILD_CONFIG}"
 commit=$(cat "${RESOLVED_REVISION_FILE}")
-# A git commit id: 40 hex (sha1), or 64 should the hub move to sha256.
+# 40 hex (sha1), or 64 should the hub move to sha256.
 case "${#commit}:${commit}" in
   *:*[!0-9a-f]*) ;;
   40:* | 64:*) commit_ok=true ;;

@@ -60,14 +60,32 @@ auth_registry="${IMAGE%%/*}"
 
 tls="--tls-verify=${TLS_VERIFY}"
 
-# 2. The serving tag (model commit and build configuration) is pushed after the run's tags, and never moved: an
+# 2. Copy, digests preserved, once per tag (blobs already there are skipped).
+copy_to() {
+  echo "copying to docker://${IMAGE}:$1"
+  if ! skopeo --tmpdir "${TMPDIR}" copy --preserve-digests --retry-times "${RETRIES}" \
+      "--dest-tls-verify=${TLS_VERIFY}" ${CERT_DIR:+--dest-cert-dir "${CERT_DIR}"} ${authfile:+--dest-authfile "${authfile}"} \
+      --digestfile /tmp/pushed-digest "${src}" "docker://${IMAGE}:$1" 2> /tmp/copy.err; then
+    cat /tmp/copy.err >&2
+    fail "$(registry_error_explain /tmp/copy.err push "${RETRIES}")"
+  fi
+  # skopeo's warnings (e.g. the retries of a transient error) belong in the log even when it succeeds.
+  cat /tmp/copy.err >&2
+  pushed=$(cat /tmp/pushed-digest)
+  [ "${pushed}" = "${EXPECTED_DIGEST}" ] || fail "skopeo pushed ${pushed}, not the build's ${EXPECTED_DIGEST}"
+}
+for tag in "$@"; do
+  copy_to "${tag}"
+done
+
+# 3. The serving tag (model commit and build configuration), after the run's tags, is never moved: an
 # InferenceService in git serves by it. The build is reproducible, so the same commit and configuration give the
-# same digest; a build that gave other bytes fails here, before any tag of this target changes.
+# same digest; a build that gave other bytes fails the push and leaves the tag where it is.
 if [ -n "${SERVING_TAG:-}" ]; then
   if skopeo --tmpdir "${TMPDIR}" inspect --raw --retry-times "${RETRIES}" "${tls}" ${CERT_DIR:+--cert-dir "${CERT_DIR}"} ${authfile:+--authfile "${authfile}"} \
       "docker://${IMAGE}:${SERVING_TAG}" > /tmp/serving.json 2> /tmp/inspect.err; then
     serving="sha256:$(sha256sum < /tmp/serving.json | cut -d' ' -f1)"
-    [ "${serving}" = "${EXPECTED_DIGEST}" ] || fail "the serving tag ${SERVING_TAG} names ${serving}, and this build of the same model commit and build configuration is ${EXPECTED_DIGEST}: the build did not reproduce the image; a serving tag is never moved (what git serves by it stays), so nothing is pushed to this target"
+    [ "${serving}" = "${EXPECTED_DIGEST}" ] || fail "the serving tag ${SERVING_TAG} names ${serving}, and this build of the same model commit and build configuration is ${EXPECTED_DIGEST}: the build did not reproduce the image; a serving tag is never moved (what git serves by it stays), so it keeps ${serving}"
     echo "the serving tag ${SERVING_TAG} already names ${serving}"
   else
     # Absent: "not found", or what quay.io (401 "not authorized") and Docker Hub (denied) answer for a repository
@@ -80,27 +98,9 @@ if [ -n "${SERVING_TAG:-}" ]; then
            fail "cannot ask whether the serving tag ${SERVING_TAG} exists: $(registry_error_explain /tmp/inspect.err push "${RETRIES}")"
          fi ;;
     esac
+    copy_to "${SERVING_TAG}"
   fi
-  set -f
-  # shellcheck disable=SC2086 # word splitting of the tag list is intended
-  set -- ${IMAGE_TAGS} "${SERVING_TAG}"
-  set +f
 fi
-
-# 3. Copy, digests preserved, once per tag (blobs already there are skipped).
-for tag in "$@"; do
-  echo "copying to docker://${IMAGE}:${tag}"
-  if ! skopeo --tmpdir "${TMPDIR}" copy --preserve-digests --retry-times "${RETRIES}" \
-      "--dest-tls-verify=${TLS_VERIFY}" ${CERT_DIR:+--dest-cert-dir "${CERT_DIR}"} ${authfile:+--dest-authfile "${authfile}"} \
-      --digestfile /tmp/pushed-digest "${src}" "docker://${IMAGE}:${tag}" 2> /tmp/copy.err; then
-    cat /tmp/copy.err >&2
-    fail "$(registry_error_explain /tmp/copy.err push "${RETRIES}")"
-  fi
-  # skopeo's warnings (e.g. the retries of a transient error) belong in the log even when it succeeds.
-  cat /tmp/copy.err >&2
-  pushed=$(cat /tmp/pushed-digest)
-  [ "${pushed}" = "${EXPECTED_DIGEST}" ] || fail "skopeo pushed ${pushed}, not the build's ${EXPECTED_DIGEST}"
-done
 
 # 4. Ask the registry what it now serves under the first tag.
 if ! skopeo --tmpdir "${TMPDIR}" inspect --raw --retry-times "${RETRIES}" "${tls}" ${CERT_DIR:+--cert-dir "${CERT_DIR}"} ${authfile:+--authfile "${authfile}"} \

@@ -231,7 +231,7 @@ describe('a published model run again costs seconds', () => {
     expect(stepLog(r, 'push-quay', 'push')).toContain(`the serving tag ${tag} already names ${r.tasks['build-image'].results.IMAGE_DIGEST}`);
   });
 
-  test('4a. a target serving another image under the serving tag: the push fails and moves nothing there', async () => {
+  test('4a. a target serving another image under the serving tag: the push fails and the tag keeps that image', async () => {
     const digest = first.tasks['build-image'].results.IMAGE_DIGEST;
     const tag = first.tasks['check-published'].results.SERVING_TAG;
     // Another image (the base) under quay's serving tag, as a build that did not reproduce the image would give.
@@ -244,7 +244,8 @@ describe('a published model run again costs seconds', () => {
       expect(r.status).toBe('Failed');
       expect(status(r, ['push-internal', 'push-quay'])).toEqual(['push-internal:Succeeded', 'push-quay:Failed']);
       expect(stepLog(r, 'push-quay', 'push')).toContain(`push to ${repositoryOf(world.quay)} failed: the serving tag ${tag} names ${other}, `
-        + `and this build of the same model commit and build configuration is ${digest}: the build did not reproduce the image; a serving tag is never moved`);
+        + `and this build of the same model commit and build configuration is ${digest}: the build did not reproduce the image; a serving tag is never moved `
+        + `(what git serves by it stays), so it keeps ${other}`);
       expect(await servedDigest(world.quay, `${repositoryOf(world.quay)}:${tag}`)).toBe(other);
       expect(await servedDigest(world.quay, `${repositoryOf(world.quay)}:published`)).toBe(digest);
     } finally {
