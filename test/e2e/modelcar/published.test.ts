@@ -194,6 +194,43 @@ describe('a published model run again costs seconds', () => {
     expect(stepLog(pinned, 'report-published', 'report')).toContain(`every target serves ${digest} under published published-alias ${tag}`);
   });
 
+  test('2c. an image published before the serving tag (every run tag, not the serving tag): the check says rebuild', async () => {
+    expect(first?.status).toBe('Succeeded');
+    // check-published.sh as the check step runs it, against quay, which serves every tag of the first run: with the
+    // serving tag of a configuration it never built (as an image pushed before serving tags existed lacks its own),
+    // and without one (as before).
+    const check = async (servingTag?: string) => {
+      const dir = fs.mkdtempSync(path.join(work, 'check-'));
+      fs.mkdirSync(path.join(dir, 'tmp'));
+      if (servingTag) fs.writeFileSync(path.join(dir, 'serving-tag'), servingTag);
+      const r = await run('sh', [path.join(__dirname, '..', '..', '..', 'src', 'modelcar', 'scripts', 'check-published.sh')], {
+        allowFailure: true,
+        timeoutMs: 120_000,
+        env: {
+          PATH: process.env.PATH,
+          HOME: path.join(dir, 'home'),
+          MODE: 'check',
+          TARGETS: `quay ${repositoryOf(world.quay)} true 0 ${world.quay.certDir} secret ${world.quay.authFile}`,
+          IMAGE_TAGS: TAGS.join(' '),
+          MODEL_REPO,
+          TMPDIR: path.join(dir, 'tmp'),
+          FORCE_REBUILD: 'false',
+          EXPECTED_REVISION: MODEL_COMMIT,
+          EXPECTED_CONFIG: first.tasks['check-published'].results.BUILD_CONFIG,
+          ...(servingTag ? { SERVING_TAG_FILE: path.join(dir, 'serving-tag') } : {}),
+          RESULT_REBUILD: path.join(dir, 'rebuild'),
+        },
+      });
+      return { code: r.code, rebuild: fs.readFileSync(path.join(dir, 'rebuild'), 'utf8'), log: r.stdout };
+    };
+    const missing = `${MODEL_COMMIT}-${'0'.repeat(16)}`;
+    const before = await check(missing);
+    expect([before.code, before.rebuild]).toEqual([0, 'true']);
+    expect(before.log).toContain(`quay: rebuild: ${repositoryOf(world.quay)}: tag ${missing} not found (manifest unknown)`);
+    const without = await check();
+    expect([without.code, without.rebuild]).toEqual([0, 'false']);
+  });
+
   test('3. one tag gone from one registry: the third run rebuilds and pushes; the registry serves it again', async () => {
     expect(second?.status).toBe('Succeeded');
     const digest = first.tasks['build-image'].results.IMAGE_DIGEST;
