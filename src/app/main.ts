@@ -21,11 +21,12 @@ export function buildDefaultApp(options: DefaultAppOptions = {}): App {
 
   const modelcar = new ModelcarPipeline(chart, 'modelcar', {
     name: 'modelcar-pipeline',
-    // The layout builder writes the 14 GB quantized model in minutes: 25 minutes of build
+    // The layout builder writes the 14 GB quantized model in minutes: 20 minutes of build
     // leaves room and keeps check 5 min + download 1 h + build + two 30 min pushes + report
-    // 5 min + registration 5 min within its 2 h 40 run. (The run's timeout stays as it was:
-    // a started run's spec cannot change, and the run's name does not hash its timeout.)
-    buildTimeout: Duration.minutes(25),
+    // 5 min + registration 5 min + clean-up 5 min within its 2 h 40 run. (The run's timeout
+    // stays as it was: a started run's spec cannot change, and the run's name does not hash
+    // its timeout.)
+    buildTimeout: Duration.minutes(20),
     pushTargets: [
       PushTarget.openshiftInternal({ namespace: NAMESPACE, repository: 'mistral-small-24b' }),
       PushTarget.quay({

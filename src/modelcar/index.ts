@@ -13,3 +13,4 @@ export * from './image-result';
 export * from './model-registry';
 export * from './register-model-task';
 export * from './modelcar-inference-service';
+export * from './clean-up-task';

@@ -5,6 +5,7 @@ import { ArtifactFormat } from './artifact-format';
 import { BuildImageTask } from './build-image-task';
 import { ModelcarBuilder } from './builder';
 import { CheckPublishedTask } from './check-published-task';
+import { CleanUpTask, VolumeCleanup } from './clean-up-task';
 import { CHECK_TIMEOUT, resultPrefix } from './common';
 import { DownloadModelTask } from './download-model-task';
 import { ImageReference } from './image-reference';
@@ -204,6 +205,18 @@ export interface ModelcarPipelineProps {
    * @default - no registration
    */
   readonly modelRegistry?: ModelRegistry;
+
+  /**
+   * What a run gives back of its volume when it ends. By default a `finally` task removes
+   * the run's directory (the model and the image built from it) whether the run succeeded
+   * or failed, and each run that has its own volume asks Tekton to delete it when the run
+   * ends (`tekton.dev/auto-cleanup-pvc`, Tekton 1.11 and later). `VolumeCleanup.keepFailed()`
+   * keeps a failed run's bytes (and volume) for debugging; `VolumeCleanup.never()` keeps
+   * everything, as before this option existed.
+   *
+   * @default VolumeCleanup.always()
+   */
+  readonly volumeCleanup?: VolumeCleanup;
 }
 
 /**
@@ -423,6 +436,12 @@ export class ModelcarPipeline extends Construct {
   public readonly registerTask?: PipelineTask;
   /** Pipeline param: the registered model's name (empty: the model repository), when the pipeline has a `modelRegistry`. */
   public readonly registeredModelName?: Param;
+  /** What a run gives back of its volume when it ends. */
+  public readonly volumeCleanup: VolumeCleanup;
+  /** The clean-up task, unless `VolumeCleanup.never()`. */
+  public readonly cleanUp?: CleanUpTask;
+  /** The pipeline's `clean-up` finally task, unless `VolumeCleanup.never()`. */
+  public readonly cleanUpTask?: PipelineTask;
 
   constructor(scope: Construct, id: string, props: ModelcarPipelineProps) {
     super(scope, id);
@@ -630,11 +649,28 @@ export class ModelcarPipeline extends Construct {
         timeout: props.modelRegistry!.timeout,
       });
     }
+    // 5. Give back the volume: a finally task runs once every task has ended or been skipped,
+    // whether the run succeeded or failed (or, with keepFailed, only when it succeeded).
+    this.volumeCleanup = props.volumeCleanup ?? VolumeCleanup.always();
+    if (this.volumeCleanup.removesRunDirectory) {
+      this.cleanUp = new CleanUpTask(this, 'CleanUp', { name: `${name}-clean-up`, toolsImage: props.toolsImage });
+      this.cleanUpTask = this.pipeline.addFinally('clean-up', {
+        task: this.cleanUp.task,
+        params: { RUN_ID: runId, RUN_STATUS: ParamValue.string(this.pipeline.tasksStatus) },
+        workspaces: { source: this.workspace },
+        // Succeeded: every task succeeded; Completed: every task succeeded or was skipped.
+        when: this.volumeCleanup.afterFailure ? undefined
+          : [WhenExpression.isIn(this.pipeline.tasksStatus, ['Succeeded', 'Completed'])],
+        timeout: CHECK_TIMEOUT,
+      });
+    }
     const pushSeconds = this.pushes.map((push) => push.target.timeout.toSeconds());
-    // The check, the report and the registration, every attempt of the download, the build, the pushes.
+    // The check, the report, the clean-up and the registration, every attempt of the download, the build, the pushes.
     const registerSeconds = props.modelRegistry?.timeout.toSeconds() ?? 0;
-    this.tasksTimeout = Duration.seconds(2 * CHECK_TIMEOUT.toSeconds() + registerSeconds + downloadTimeout.toSeconds() * (1 + downloadRetries)
-      + buildTimeout.toSeconds() + (this.parallelPushes ? Math.max(...pushSeconds) : pushSeconds.reduce((a, b) => a + b, 0)));
+    const cleanUpSeconds = this.cleanUpTask ? CHECK_TIMEOUT.toSeconds() : 0;
+    this.tasksTimeout = Duration.seconds(2 * CHECK_TIMEOUT.toSeconds() + cleanUpSeconds + registerSeconds
+      + downloadTimeout.toSeconds() * (1 + downloadRetries) + buildTimeout.toSeconds()
+      + (this.parallelPushes ? Math.max(...pushSeconds) : pushSeconds.reduce((a, b) => a + b, 0)));
     this.pipeline.addResult('MODEL_RESOLVED_REVISION', { value: this.checkTask.result('MODEL_RESOLVED_REVISION'), description: 'The model commit packaged' });
     this.pipeline.addResult('MODEL_SIZE', { value: this.checkTask.result('MODEL_SIZE'), description: 'The model size in bytes (the selected files, as the hub lists them)' });
     this.pipeline.addResult('SERVING_TAG', {
@@ -740,7 +776,7 @@ export class ModelcarPipelineRun extends Construct {
     const timeout = props.timeout ?? p.tasksTimeout;
     if (timeout.toSeconds() < p.tasksTimeout.toSeconds()) {
       throw new Error(`${where}: timeout ${timeout.toHumanString()} is shorter than the pipeline's tasks in a row `
-        + `(${p.tasksTimeout.toHumanString()}: check, download, build, pushes, report${p.registerTask ? ', registration' : ''}), so Tekton could stop a task before its own timeout: `
+        + `(${p.tasksTimeout.toHumanString()}: check, download, build, pushes, report${p.registerTask ? ', registration' : ''}${p.cleanUpTask ? ', clean-up' : ''}), so Tekton could stop a task before its own timeout: `
         + 'raise the run\'s timeout or lower downloadTimeout, buildTimeout or the push targets\' timeout');
     }
     if (props.registeredModelName !== undefined) {
@@ -804,6 +840,11 @@ export class ModelcarPipelineRun extends Construct {
       },
       timeouts: { pipeline: timeout },
     });
+    // Tekton 1.11+ deletes a volumeClaimTemplate's PVC when the run ends, whatever its status:
+    // only where the clean-up also removes a failed run's bytes, and never a claim of the user's.
+    if (p.volumeCleanup.afterFailure && !props.existingClaim) {
+      this.pipelineRun.apiObject.metadata.addAnnotation(AUTO_CLEANUP_PVC, 'true');
+    }
     p.argoCdSync.applyTo(this);
   }
 
@@ -846,6 +887,14 @@ export class ModelcarPipelineRun extends Construct {
     return `oci://${t.repository}:${this.servingTag}`;
   }
 }
+
+/**
+ * The PipelineRun annotation with which Tekton (1.11 and later, coschedule mode `workspaces`,
+ * the default) deletes the PVCs made from the run's volumeClaimTemplates when the run ends
+ * (tektoncd/pipeline `pkg/reconciler/pipelinerun/affinity_assistant.go`). Earlier versions
+ * ignore it; the per-pipelinerun coschedule modes delete those PVCs anyway.
+ */
+const AUTO_CLEANUP_PVC = 'tekton.dev/auto-cleanup-pvc';
 
 /** The results of each target's published image, made by the pipeline from the report task's two. */
 const IMAGE_RESULTS: Array<[ImageResult, string]> = [

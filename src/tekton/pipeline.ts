@@ -311,6 +311,16 @@ export class Pipeline extends Construct {
     return [...this._finally];
   }
 
+  /**
+   * The Tekton variable for the aggregate status of the pipeline's tasks, `$(tasks.status)`,
+   * for finally tasks: `Succeeded` (every task succeeded), `Completed` (every task succeeded
+   * or was skipped), `Failed` (one failed), `None` (none failed, but not every task ended:
+   * a timeout or a cancellation).
+   */
+  public get tasksStatus(): string {
+    return '$(tasks.status)';
+  }
+
   /** Declares a param that PipelineRuns give. */
   public addParam(name: string, options: ParamOptions = {}): Param {
     checkUnique('param', `pipeline ${this.node.path}`, name, this._params.keys());
@@ -422,6 +432,10 @@ export class Pipeline extends Construct {
       if (!this._workspaces.has(path[0])) return [`${where} uses ${ref} but the pipeline declares no workspace "${path[0]}"`];
     } else if (root === 'tasks') {
       if (path[0] === undefined) return [];
+      // $(tasks.status): the aggregate status of the pipeline's tasks, for finally tasks only.
+      if (path[0] === 'status' && path.length === 1) {
+        return from?.isFinally ? [] : [`${where} uses ${ref}: the tasks' aggregate status is only available to finally tasks`];
+      }
       const target = [...this._tasks, ...this._finally].find((t) => t.name === path[0]);
       if (!target) return [`${where} uses ${ref} but the pipeline has no task "${path[0]}"`];
       if (path[1] === 'results') {

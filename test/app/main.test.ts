@@ -38,6 +38,7 @@ describe('default app', () => {
       '01-tasks/kustomization.yaml',
       '01-tasks/task-modelcar-pipeline-build-image.yaml',
       '01-tasks/task-modelcar-pipeline-check-published.yaml',
+      '01-tasks/task-modelcar-pipeline-clean-up.yaml',
       '01-tasks/task-modelcar-pipeline-download-model.yaml',
       '01-tasks/task-modelcar-pipeline-push-internal.yaml',
       '01-tasks/task-modelcar-pipeline-push-quay.yaml',
@@ -237,7 +238,11 @@ describe('default app', () => {
     expect(annotations('02-pipeline/pipeline-modelcar-pipeline.yaml')['argocd.argoproj.io/sync-wave']).toBe('1');
     for (const f of files.filter((x) => x.startsWith('03-runs/pipelinerun-'))) {
       expect(annotations(f)).toEqual({
-        'argocd.argoproj.io/sync-wave': '2', 'argocd.argoproj.io/sync-options': 'Prune=false', 'argocd.argoproj.io/compare-options': 'IgnoreExtraneous',
+        'argocd.argoproj.io/sync-wave': '2',
+        'argocd.argoproj.io/sync-options': 'Prune=false',
+        'argocd.argoproj.io/compare-options': 'IgnoreExtraneous',
+        // Each run has its own volume, which Tekton 1.11+ deletes when the run ends (the clean-up's default).
+        'tekton.dev/auto-cleanup-pvc': 'true',
       });
     }
     expect((yaml.load(read('kustomization.yaml')) as any).resources).toEqual(['01-tasks', '02-pipeline', '03-runs']);

@@ -7,15 +7,19 @@ import * as os from 'os';
 import * as path from 'path';
 import { App, Chart, Testing } from 'cdk8s';
 import * as yaml from 'js-yaml';
-import { ArgoCdSync, GitOpsLayout, ModelcarPipeline, ModelcarPipelineRun, ModelcarPipelineProps, Pipeline, PipelineRun, PushTarget, Task } from '../../src';
+import { ArgoCdSync, GitOpsLayout, ModelcarPipeline, ModelcarPipelineRun, ModelcarPipelineProps, Pipeline, PipelineRun, PushTarget, Task, VolumeCleanup } from '../../src';
 import { synth } from '../support/synth';
 
 const IMAGE = 'registry.access.redhat.com/ubi9/ubi-minimal@sha256:0000000000000000000000000000000000000000000000000000000000000000';
 const WAVE = 'argocd.argoproj.io/sync-wave';
 const KEPT_RUN = { [WAVE]: '2', 'argocd.argoproj.io/sync-options': 'Prune=false', 'argocd.argoproj.io/compare-options': 'IgnoreExtraneous' };
 
+/**
+ * A modelcar pipeline and run whose only annotations are Argo CD's: without the clean-up, whose
+ * annotation for Tekton (modelcar-pipeline.test.ts) is not this file's subject.
+ */
 function modelcar(chart: Chart, props: Partial<ModelcarPipelineProps> = {}): ModelcarPipeline {
-  const m = new ModelcarPipeline(chart, 'm', { pushTargets: [PushTarget.openshiftInternal({ namespace: 'ai' })], ...props });
+  const m = new ModelcarPipeline(chart, 'm', { pushTargets: [PushTarget.openshiftInternal({ namespace: 'ai' })], volumeCleanup: VolumeCleanup.never(), ...props });
   m.addRun('granite', { model: { repo: 'ibm-granite/granite-3.1-2b-instruct' }, tags: ['v1'] });
   return m;
 }
@@ -61,7 +65,7 @@ describe('ArgoCdSync', () => {
 
   test('a run made in another scope takes its pipeline\'s choice', () => {
     const runIn = (sync: ArgoCdSync) => {
-      const m = new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [PushTarget.openshiftInternal({ namespace: 'ai' })], argoCdSync: sync });
+      const m = new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [PushTarget.openshiftInternal({ namespace: 'ai' })], argoCdSync: sync, volumeCleanup: VolumeCleanup.never() });
       const elsewhere = new Chart(Testing.app(), 'elsewhere');
       new ModelcarPipelineRun(elsewhere, 'run', { pipeline: m, model: { repo: 'org/model' }, tags: ['v1'] });
       return Testing.synth(elsewhere)[0].metadata.annotations;

@@ -1,5 +1,5 @@
 import { Duration, Size, Testing } from 'cdk8s';
-import { ArtifactFormat, ImageReference, ImageResult, ModelcarBuilder, ModelcarPipeline, ParamValue, PipelineRun, PushTarget, RegistryCredentials, RegistryTrust, Task } from '../../src';
+import { ArtifactFormat, ImageReference, ImageResult, ModelcarBuilder, ModelcarPipeline, ParamValue, PipelineRun, PushTarget, RegistryCredentials, RegistryTrust, Task, VolumeCleanup } from '../../src';
 import { doc, synth } from '../support/synth';
 
 const quay = () => PushTarget.quay({ organization: 'org', repository: 'model', credentials: RegistryCredentials.fromDockerConfigSecret('quay-robot') });
@@ -51,7 +51,7 @@ describe('ModelcarPipeline', () => {
     expect(modelcar.parallelPushes).toBe(true);
   });
 
-  test('a run\'s timeout defaults to the tasks in a row: check, download, build, then the pushes (the longest when parallel), report', () => {
+  test('a run\'s timeout defaults to the tasks in a row: check, download, build, then the pushes (the longest when parallel), report, clean-up', () => {
     const chart = Testing.chart();
     const slow = () => PushTarget.registry({ name: 'mirror', repository: 'r.example.com/m', credentials: RegistryCredentials.fromServiceAccount(), timeout: Duration.minutes(45) });
     const serial = new ModelcarPipeline(chart, 's', { name: 's', pushTargets: [internal(), slow()] });
@@ -63,11 +63,11 @@ describe('ModelcarPipeline', () => {
     });
     serial.addRun('r', { name: 'rs', model: { repo: 'org/m' }, tags: ['v1'], fsGroup: 1 });
     parallel.addRun('r', { name: 'rp', model: { repo: 'org/m' }, tags: ['v1'], fsGroup: 1 });
-    // check and report: 5 minutes each
-    expect(serial.tasksTimeout.toMinutes()).toBe(5 + 60 + 60 + 30 + 45 + 5);
-    expect(parallel.tasksTimeout.toMinutes()).toBe(5 + 60 + 20 + 45 + 5);
+    // check, report and clean-up: 5 minutes each
+    expect(serial.tasksTimeout.toMinutes()).toBe(5 + 60 + 60 + 30 + 45 + 5 + 5);
+    expect(parallel.tasksTimeout.toMinutes()).toBe(5 + 60 + 20 + 45 + 5 + 5);
     const runs = synth(chart).filter((d: any) => d.kind === 'PipelineRun');
-    expect(runs.map((r: any) => r.spec.timeouts.pipeline)).toEqual(['3h25m0s', '2h15m0s']);
+    expect(runs.map((r: any) => r.spec.timeouts.pipeline)).toEqual(['3h30m0s', '2h20m0s']);
   });
 
   test('toolsImage and pythonImage reach every step (a mirror for a disconnected cluster)', () => {
@@ -115,8 +115,65 @@ describe('ModelcarPipeline', () => {
     const value = (name: string) => fetch.env.find((e: any) => e.name === name)?.value;
     expect([value('HF_CONNECTIONS'), value('HF_CHUNK_BYTES'), value('HF_DEADLINE_SECONDS'), value('BUILDER')]).toEqual(['16', String(64 * 1024 * 1024), '6840', 'buildah']);
     expect(doc(docs, 'Pipeline').spec.tasks.find((t: any) => t.name === 'download-model')).toMatchObject({ retries: 2, timeout: '2h0m0s' });
-    // Tekton gives each attempt the task's full timeout: check 5 min + 3 x 2 h + build 1 h + push 30 min + report 5 min.
-    expect(m.tasksTimeout.toMinutes()).toBe(5 + 3 * 120 + 60 + 30 + 5);
+    // Tekton gives each attempt the task's full timeout: check 5 min + 3 x 2 h + build 1 h + push 30 min + report 5 min + clean-up 5 min.
+    expect(m.tasksTimeout.toMinutes()).toBe(5 + 3 * 120 + 60 + 30 + 5 + 5);
+  });
+
+  describe('volume clean-up', () => {
+    const AUTO_CLEANUP = 'tekton.dev/auto-cleanup-pvc';
+    /** The pipeline's finally tasks and each run's clean-up annotation, for one choice. */
+    const cleanUp = (volumeCleanup?: VolumeCleanup) => {
+      const chart = Testing.chart();
+      const m = new ModelcarPipeline(chart, 'm', { pushTargets: [internal()], volumeCleanup });
+      m.addRun('fresh', { model: { repo: 'org/m' }, tags: ['v1'] });
+      m.addRun('claim', { model: { repo: 'org/m' }, tags: ['v2'], existingClaim: 'models' });
+      const docs = synth(chart);
+      const runs = docs.filter((d: any) => d.kind === 'PipelineRun');
+      return {
+        m,
+        docs,
+        finally: doc(docs, 'Pipeline').spec.finally,
+        annotations: runs.map((r: any) => r.metadata.annotations?.[AUTO_CLEANUP]),
+      };
+    };
+
+    test('by default a finally task removes the run\'s directory, succeeded or failed, and a run on its own volume asks Tekton to delete it', () => {
+      const { m, docs, finally: fin, annotations } = cleanUp();
+      expect(m.volumeCleanup.afterFailure).toBe(true);
+      expect(fin).toEqual([{
+        name: 'clean-up',
+        taskRef: { kind: 'Task', name: 'modelcar-clean-up' },
+        params: [{ name: 'RUN_ID', value: '$(context.pipelineRun.uid)' }, { name: 'RUN_STATUS', value: '$(tasks.status)' }],
+        workspaces: [{ name: 'source', workspace: 'shared' }],
+        timeout: '5m0s',
+      }]);
+      // The user's claim is never deleted: only the run with a volumeClaimTemplate carries the annotation.
+      expect(annotations).toEqual(['true', undefined]);
+      const task = doc(docs, 'Task', 'modelcar-clean-up').spec;
+      expect(task.steps.map((s: any) => s.name)).toEqual(['debug', 'clean-up']);
+      const env = Object.fromEntries(task.steps[1].env.map((e: any) => [e.name, e.value]));
+      expect(env).toEqual({
+        WORKSPACE: '$(workspaces.source.path)',
+        RUN_ID: '$(params.RUN_ID)',
+        RUN_DIR: '$(workspaces.source.path)/modelcar-runs/$(params.RUN_ID)',
+        RUN_STATUS: '$(params.RUN_STATUS)',
+      });
+    });
+
+    test('keepFailed() removes only when every task succeeded or was skipped, and asks Tekton for nothing', () => {
+      const { finally: fin, annotations } = cleanUp(VolumeCleanup.keepFailed());
+      expect(fin.map((t: any) => [t.name, t.when])).toEqual([['clean-up', [{ input: '$(tasks.status)', operator: 'in', values: ['Succeeded', 'Completed'] }]]]);
+      // Tekton deletes an annotated run's volume whatever the run's status: a failed run's bytes would go with it.
+      expect(annotations).toEqual([undefined, undefined]);
+    });
+
+    test('never() keeps everything: no finally task, no clean-up Task, no annotation, and the timeout without it', () => {
+      const { m, docs, finally: fin, annotations } = cleanUp(VolumeCleanup.never());
+      expect(fin).toBeUndefined();
+      expect(docs.filter((d: any) => d.kind === 'Task').map((d: any) => d.metadata.name)).not.toContain('modelcar-clean-up');
+      expect(annotations).toEqual([undefined, undefined]);
+      expect(m.tasksTimeout.toMinutes()).toBe(cleanUp().m.tasksTimeout.toMinutes() - 5);
+    });
   });
 
   describe('fails when', () => {
@@ -170,7 +227,7 @@ describe('ModelcarPipeline', () => {
     test('fails when a run\'s timeout is shorter than the tasks in a row', () => {
       const m = new ModelcarPipeline(Testing.chart(), 'm', { pushTargets: [internal(), quay()] });
       expect(() => m.addRun('r', { model: { repo: 'org/m' }, tags: ['v1'], fsGroup: 1, timeout: Duration.minutes(180) })).toThrow(
-        'modelcar run test/m/r: timeout 3 hours is shorter than the pipeline\'s tasks in a row (3 hours 10 minutes: check, download, build, pushes, report), '
+        'modelcar run test/m/r: timeout 3 hours is shorter than the pipeline\'s tasks in a row (3 hours 15 minutes: check, download, build, pushes, report, clean-up), '
         + 'so Tekton could stop a task before its own timeout: raise the run\'s timeout or lower downloadTimeout, buildTimeout or the push targets\' timeout');
     });
     test('fails when a published image result names an unknown target or result', () => {

@@ -62,7 +62,7 @@ describe('every shipped Task fits its pod with room to spare', () => {
     const chart = Testing.chart();
     new ModelcarPipeline(chart, 'six', { pushTargets: sixTargets() });
     const tasks = synth(chart).filter((d) => d.kind === 'Task');
-    expect(tasks).toHaveLength(6 + 4); // check, download, build, six pushes, report
+    expect(tasks).toHaveLength(6 + 5); // check, download, build, six pushes, report, clean-up
     expectRoomy(tasks.map(taskPodNeeds));
   });
 

@@ -151,11 +151,15 @@ describe('Pipeline', () => {
       pipeline.addTask('b', { ...ok, params: { input: ParamValue.string('$(tasks.ghost.results.out)') } });
       pipeline.addTask('c', { ...ok, params: { input: ParamValue.string('$(tasks.a.results.digest)') } });
       pipeline.addTask('d', { ...ok, when: [WhenExpression.isIn('$(tasks.a.status)', ['Succeeded'])] });
+      pipeline.addTask('e', { ...ok, when: [WhenExpression.isIn(pipeline.tasksStatus, ['Succeeded'])] });
+      // The aggregate status is a finally task's to read.
+      pipeline.addFinally('f', { ...ok, when: [WhenExpression.isIn(pipeline.tasksStatus, ['Succeeded', 'Completed'])] });
       expect(validationErrors(chart)).toEqual([
         'pipeline test/p: task "a" uses "$(params.nope)" but the pipeline declares no param "nope": call pipeline.addParam("nope")',
         'pipeline test/p: task "b" uses "$(tasks.ghost.results.out)" but the pipeline has no task "ghost"',
         'pipeline test/p: task "c" uses "$(tasks.a.results.digest)" but task "a" declares no result "digest" (it declares ["out"])',
         'pipeline test/p: task "d" uses "$(tasks.a.status)": task status is only available to finally tasks',
+        'pipeline test/p: task "e" uses "$(tasks.status)": the tasks\' aggregate status is only available to finally tasks',
       ]);
     });
     test('fails when a pipeline result names a result a task does not declare', () => {

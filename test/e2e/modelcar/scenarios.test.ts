@@ -15,7 +15,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Size } from 'cdk8s';
 import { FS_GROUP, MODEL_COMMIT, NAMESPACE, repositoryOf, runModelcar, RunModelcarOptions, runNameOf, servedDigest, startWorld, stopWorld, synthesizePipeline, World, wrapStep } from './world';
-import { ModelcarBuilder } from '../../../src';
+import { ModelcarBuilder, VolumeCleanup } from '../../../src';
 import { RunPipelineResult, sandboxSupport } from '../runner/tekton-runner';
 import { describeModelDir, SyntheticModel, writeSyntheticModel } from '../support/model-fixture';
 import { checkModelcarContract } from '../support/modelcar-contract';
@@ -141,11 +141,22 @@ beforeAll(async () => {
   const forced = ['down', 'transient', 'bad-creds', 'bad-ca'];
   // 4 MiB download ranges: each ~10 MiB shard comes in three ranges over the 8 connections.
   const downloadChunkSize = Size.mebibytes(4);
+  // The volume clean-up, in each of its modes where a scenario can tell them apart: keepFailed() here, so that a
+  // failed run's directory stays for the scenario to look into (a succeeded one is removed: scenario 1); never()
+  // where a scenario reads a succeeded run's directory (10c) or an earlier run's leftovers (2); the default,
+  // always(), like the default app, in the namespace's runs (9a, 9d).
   manifests = synthesizePipeline(world, path.join(work, 'dist'), {
-    builder, downloadChunkSize, runs: RUNS.map((n) => ({ name: n, tags: [n, `${n}-alias`], forceRebuild: forced.includes(n) || undefined })),
+    builder,
+    downloadChunkSize,
+    volumeCleanup: VolumeCleanup.keepFailed(),
+    runs: RUNS.map((n) => ({ name: n, tags: [n, `${n}-alias`], forceRebuild: forced.includes(n) || undefined })),
   });
-  retryManifests = synthesizePipeline(world, path.join(work, 'dist-retry'), { builder, downloadChunkSize, downloadRetries: 1, runs: [{ name: 'dl-retry', tags: ['dl-retry'] }] });
-  claimManifests = synthesizePipeline(world, path.join(work, 'dist-claim'), { builder, runs: RUNS.map((n) => ({ name: n, tags: [n] })), existingClaim: 'models' });
+  retryManifests = synthesizePipeline(world, path.join(work, 'dist-retry'), {
+    builder, downloadChunkSize, downloadRetries: 1, volumeCleanup: VolumeCleanup.never(), runs: [{ name: 'dl-retry', tags: ['dl-retry'] }],
+  });
+  claimManifests = synthesizePipeline(world, path.join(work, 'dist-claim'), {
+    builder, volumeCleanup: VolumeCleanup.never(), runs: RUNS.map((n) => ({ name: n, tags: [n] })), existingClaim: 'models',
+  });
   namespaceManifests = synthesizePipeline(world, path.join(work, 'dist-namespace'), {
     builder,
     serviceAccountCredentials: true,
@@ -153,6 +164,7 @@ beforeAll(async () => {
       { name: 'ns-default', tags: ['ns-default', 'ns-default-alias'], fsGroup: 'namespace' },
       { name: 'ns-seed-group', tags: ['ns-seed-group'], fsGroup: FS_GROUP },
       { name: 'ns-parallel', tags: ['ns-parallel'], fsGroup: 'namespace' },
+      { name: 'ns-build-fails', tags: ['ns-build-fails'], fsGroup: 'namespace' },
     ],
   });
 }, 120_000);
@@ -246,6 +258,10 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     expect(contract.modelFiles).toEqual(Object.fromEntries(model.files.map((f) => [f.path, f.size])));
     // The busybox base's gzip layer, then the model: the small files together and one layer per ~10 MiB shard.
     expect(contract.layerMediaTypes).toEqual(['application/vnd.oci.image.layer.v1.tar+gzip', ...Array(4).fill('application/vnd.oci.image.layer.v1.tar')]);
+    // The volume given back: the finally task removed the run's directory (model and image) once the run succeeded.
+    expect(r.tasks['clean-up']).toMatchObject({ status: 'Succeeded', isFinally: true });
+    expect(stepLog(r, 'clean-up', 'clean-up')).toContain(`removed /workspace/source/modelcar-runs/${r.pipelineRun.uid}`);
+    expect(runDirs(path.join(work, 'runs')).map((d) => path.basename(d))).not.toContain(r.pipelineRun.uid);
   });
 
   test('2. stale artifact on a reused volume: the new build fails midway, nothing is pushed, the log says why', async () => {
@@ -518,6 +534,12 @@ describe('in a namespace as OpenShift gives it (restricted-v2 with its own range
     expect(r.log).not.toContain(world.serviceAccountToken);
     expect(r.log).not.toContain('no docker credentials linked to the service account');
     expect(pushesSerialized(r)).toBe(true);
+    // The default clean-up, under the namespace's identity: the run's directory removed, and the run asks Tekton to
+    // delete its volume when it ends (Tekton 1.11+; the runner does not model it).
+    expect(pipelineRun.metadata.annotations['tekton.dev/auto-cleanup-pvc']).toBe('true');
+    expect(r.tasks['clean-up'].status).toBe('Succeeded');
+    expect(stepLog(r, 'clean-up', 'clean-up')).toContain('run status: Succeeded');
+    expect(runDirs(path.join(work, 'runs')).map((d) => path.basename(d))).not.toContain(r.pipelineRun.uid);
   });
 
   test('9b. a run that sets an fsGroup outside the namespace\'s range fails at pod creation with the SCC\'s words', async () => {
@@ -528,6 +550,8 @@ describe('in a namespace as OpenShift gives it (restricted-v2 with its own range
     expect(r.tasks['check-published']).toMatchObject({ status: 'Failed', reason: 'PodCreationFailed', steps: [] });
     expect(r.tasks['check-published'].message).toContain(
       `unable to validate against any security context constraint: [provider restricted-v2: .spec.securityContext.fsGroup: Invalid value: []int64{${FS_GROUP}}: ${FS_GROUP} is not an allowed group]`);
+    // The finally clean-up's pod is refused the same way (nothing was written for it to remove).
+    expect(r.tasks['clean-up']).toMatchObject({ status: 'Failed', reason: 'PodCreationFailed' });
     await expectNothingPushed('ns-seed-group');
   });
 
@@ -542,6 +566,24 @@ describe('in a namespace as OpenShift gives it (restricted-v2 with its own range
     expect(r.tasks['push-quay'].startedAt!.getTime()).toBeLessThan(r.tasks['push-internal'].finishedAt!.getTime());
     expect(r.tasks['push-internal'].startedAt!.getTime()).toBeLessThan(r.tasks['push-quay'].finishedAt!.getTime());
     expect(r.pipelineRun.namespace).toBe(NAMESPACE);
+  });
+
+  test('9d. a build that fails: the default clean-up still removes what the download wrote, and nothing is pushed', async () => {
+    const r = await runScenario('ns-build-fails', {
+      manifests: namespaceManifests,
+      extra: { scc: NAMESPACE_SCC },
+      overrides: (task, step, spec) => (task === 'build-image' && step === 'layers' ? wrapStep(spec, { before: 'echo "E2E: the build fails"; exit 1' }) : undefined),
+    });
+    expect(r.status).toBe('Failed');
+    expect(statuses(r)).toEqual(['download-model:Succeeded', 'build-image:Failed', 'push-internal:Skipped', 'push-quay:Skipped']);
+    expect(r.tasks['clean-up']).toMatchObject({ status: 'Succeeded', isFinally: true });
+    const log = stepLog(r, 'clean-up', 'clean-up');
+    expect(log).toContain('run status: Failed');
+    expect(log).toContain(`removed /workspace/source/modelcar-runs/${r.pipelineRun.uid}`);
+    // The download had written the model there: the clean-up's own preamble listed it before the removal.
+    expect(stepLog(r, 'clean-up', 'debug')).toMatch(/SHA256SUMS/);
+    expect(runDirs(path.join(work, 'runs')).map((d) => path.basename(d))).not.toContain(r.pipelineRun.uid);
+    await expectNothingPushed('ns-build-fails');
   });
 });
 
@@ -654,7 +696,10 @@ describe('download from the (fake) hub: cut connections, rate limits, a task ret
     const pages = ['?recursive=true&expand=false', '?recursive=true&expand=false&cursor=4'];
     expect(world.hub.requests.filter((q) => q.path.includes('/tree/')).map((q) => q.query)).toEqual([...pages, ...pages]);
     expect(fetchLog(r)).toContain(`${model.files.length} files, 30.0 MiB in the repo (tree listing, 2 pages)`);
-    expect(fs.readFileSync(path.join(runDirOf(r), 'SHA256SUMS'), 'utf8').trim().split('\n')).toEqual(model.files.map((f) => `${f.sha256}  ${f.path}`));
+    // Every file selected and downloaded (the run's directory is gone: the clean-up removed it; the build verified
+    // every file against the download's SHA256SUMS).
+    expect(fetchLog(r)).toContain(`selected ${model.files.length} of ${model.files.length} files, 30.0 MiB`);
+    expect(fetchLog(r)).toMatch(new RegExp(`downloaded ${model.files.length} files \\(0 kept`));
     expect(r.results.MODEL_SIZE).toBe(String(model.totalBytes));
   });
 });

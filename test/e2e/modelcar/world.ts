@@ -22,7 +22,7 @@ import { App, Chart, Duration, Size } from 'cdk8s';
 import * as yaml from 'js-yaml';
 import {
   ArtifactFormat, GitOpsLayout, ImageReference, ModelcarBuilder, ModelcarPipeline, ModelcarPipelineRun, ModelRegistry, PushTarget,
-  RegistryCredentials, RegistryTrust,
+  RegistryCredentials, RegistryTrust, VolumeCleanup,
 } from '../../../src';
 import { IMAGE_USERS } from '../../../src/modelcar/image-inventory';
 import { Manifest, RunPipelineOptions, RunPipelineResult, runPipeline } from '../runner/tekton-runner';
@@ -117,6 +117,8 @@ export interface SynthOptions {
   readonly downloadChunkSize?: Size;
   /** Register each run's image (ModelcarPipelineProps.modelRegistry). Default none. */
   readonly modelRegistry?: ModelRegistry;
+  /** What a run gives back of its volume (ModelcarPipelineProps.volumeCleanup). Default the library's. */
+  readonly volumeCleanup?: VolumeCleanup;
 }
 
 /** Repository of the model image in each registry. */
@@ -145,6 +147,7 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
     downloadRetries: opts.downloadRetries,
     downloadChunkSize: opts.downloadChunkSize,
     modelRegistry: opts.modelRegistry,
+    volumeCleanup: opts.volumeCleanup,
     // Bounds for a stuck step here (the benchmark's 2 GiB build takes under 2 minutes); the run's
     // timeout defaults to these in a row.
     downloadTimeout: Duration.minutes(10),

@@ -230,7 +230,7 @@ describe('the release tarball', () => {
     expect(names('PipelineRun')).toEqual([
       expect.stringMatching(/^granite-[0-9a-f]{10}$/), expect.stringMatching(/^mistral-full-[0-9a-f]{10}$/), expect.stringMatching(/^mistral-quantized-[0-9a-f]{10}$/),
     ]);
-    expect(names('Task')).toHaveLength(2 * 7 + 1); // check, download, build, three pushes, report per pipeline; the user's task
+    expect(names('Task')).toHaveLength(2 * 8 + 1); // check, download, build, three pushes, report, clean-up per pipeline; the user's task
     for (const pipeline of docs.filter((d) => d.kind === 'Pipeline')) {
       const order = pipeline.spec.tasks.map((t: any) => [t.name, t.runAfter?.[0]]);
       expect(order).toEqual([
@@ -265,10 +265,16 @@ describe('the release tarball', () => {
     expect(files).toEqual(['models.k8s.yaml']);
     const docs = await kustomize(dist, files);
     expectValidTektonManifests(docs);
-    expect(docs.map((d) => d.kind).sort()).toEqual(['Pipeline', 'PipelineRun', ...Array(6).fill('Task')]);
+    expect(docs.map((d) => d.kind).sort()).toEqual(['Pipeline', 'PipelineRun', ...Array(7).fill('Task')]);
     for (const d of docs) {
+      // The run also asks Tekton (1.11+) to delete its volume when it ends: the default VolumeCleanup.
       expect([d.kind, d.metadata.namespace, d.metadata.annotations]).toEqual([d.kind, 'private-ai-demo', d.kind === 'PipelineRun'
-        ? { 'argocd.argoproj.io/sync-wave': '2', 'argocd.argoproj.io/sync-options': 'Prune=false', 'argocd.argoproj.io/compare-options': 'IgnoreExtraneous' }
+        ? {
+          'argocd.argoproj.io/sync-wave': '2',
+          'argocd.argoproj.io/sync-options': 'Prune=false',
+          'argocd.argoproj.io/compare-options': 'IgnoreExtraneous',
+          'tekton.dev/auto-cleanup-pvc': 'true',
+        }
         : { 'argocd.argoproj.io/sync-wave': '1' }]);
     }
     // Argo CD applies by wave, then kind, then name, and waits between waves: the run comes after
