@@ -43,11 +43,13 @@ const project = new cdk8s.ConstructLibraryCdk8s({
   eslintOptions: { dirs: ['src', 'test'], ignorePatterns: ['src/imports/**', '*.js', '*.d.ts', 'node_modules/'] },
 });
 
-// L1: typed tekton.dev/v1 classes generated from the Tekton CRDs (never edited by hand).
-project.addTask('import', {
-  description: 'Regenerate src/imports/ from the Tekton v1 CRDs with cdk8s import',
+// L1: typed tekton.dev/v1 classes generated from the Tekton CRDs, and serving.kserve.io/v1beta1 from KServe's
+// InferenceService CRD (vendored in third-party/kserve/), never edited by hand.
+const importTask = project.addTask('import', {
+  description: 'Regenerate src/imports/ from the Tekton v1 CRDs and KServe\'s InferenceService CRD with cdk8s import',
   exec: 'node scripts/import-tekton-crds.js',
 });
+importTask.exec('node scripts/import-kserve-crds.js');
 
 // The main job: synthesize the embedded default app into dist/.
 project.addTask('synth', {

@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
+import { expectValidKserveManifests } from './support/kserve-schema';
 import { argoCdSyncOrder, readmeBlock, runsBeforeTheirDefinitions } from './support/readme';
 import { expectShellcheckClean } from './support/shellcheck';
 import { expectValidTektonManifests } from './support/tekton-schema';
@@ -78,6 +79,28 @@ test('the registration example synthesizes valid manifests: a register-model tas
     name: 'REGISTRY_URL', value: 'https://private-ai-model-registry.rhoai-model-registries.svc:8443',
   });
   expect(docs.find((d) => d.kind === 'PipelineRun').spec.params).toContainEqual({ name: 'REGISTERED_MODEL_NAME', value: 'Mistral Small 24B quantized' });
+});
+
+test('the serving example synthesizes an InferenceService valid against KServe\'s CRD, by the serving tag of the run\'s commit, after the run', () => {
+  const body = exampleAfter('### Serving from git by a reference that cannot drift');
+  let reference = '';
+  const docs = runExample('serving', (outdir) => [
+    "import { App, Chart, Size } from 'cdk8s';",
+    `import { ModelcarInferenceService, ModelcarPipeline, PushTarget } from ${src};`,
+    `const app = new App({ outdir: ${outdir} });`,
+    "const chart = new Chart(app, 'demo');",
+    body,
+    '(globalThis as any).readmeServingReference = quantized.servingReference();',
+    'app.synth();',
+  ].join('\n'));
+  reference = (globalThis as any).readmeServingReference;
+  delete (globalThis as any).readmeServingReference;
+  expectValidKserveManifests(docs);
+  const served = docs.find((d) => d.kind === 'InferenceService');
+  expect(reference).toMatch(/^oci:\/\/image-registry\.openshift-image-registry\.svc:5000\/private-ai-demo\/mistral-small-24b:0123456789abcdef0123456789abcdef01234567-[0-9a-f]{16}$/);
+  expect(served.spec.predictor.model).toMatchObject({ storageUri: reference, runtime: 'vllm-runtime', modelFormat: { name: 'vLLM' } });
+  expect(served.metadata.annotations['argocd.argoproj.io/sync-wave']).toBe('3');
+  expect(docs.find((d) => d.kind === 'PipelineRun').metadata.annotations['argocd.argoproj.io/sync-wave']).toBe('2');
 });
 
 test('the GitOps walk-through\'s cdk8s app writes every object with its Argo CD annotations; its Application is the one GitOpsLayout writes', () => {

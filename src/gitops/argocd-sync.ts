@@ -32,10 +32,11 @@ export interface ArgoCdSyncOptions {
  */
 export class ArgoCdSync {
   /**
-   * Tasks and Pipelines in sync wave 1, PipelineRuns in wave 2 (Argo CD applies a wave once
-   * the earlier ones are in sync and healthy; wave 0 is left to what runs need, such as
-   * Secrets and ConfigMaps), and finished runs kept when they leave git unless
-   * `pruneFinishedRuns`.
+   * Tasks and Pipelines in sync wave 1, PipelineRuns in wave 2, KServe InferenceServices in
+   * wave 3 (Argo CD applies a wave once the earlier ones are in sync and healthy, and a
+   * PipelineRun is healthy once it succeeded: what is served is pushed first; wave 0 is left
+   * to what runs need, such as Secrets and ConfigMaps), and finished runs kept when they leave
+   * git unless `pruneFinishedRuns`.
    */
   public static annotations(options: ArgoCdSyncOptions = {}): ArgoCdSync {
     return new ArgoCdSync(true, options.pruneFinishedRuns ?? false);
@@ -61,26 +62,27 @@ export class ArgoCdSync {
   }
 
   /**
-   * Applies this choice to every Task, Pipeline and PipelineRun in `scope` (itself
-   * included) that has none yet: an object keeps the first choice made for it, so the
+   * Applies this choice to every Task, Pipeline, PipelineRun and KServe InferenceService in
+   * `scope` (itself included) that has none yet: an object keeps the first choice made for it, so the
    * modelcar constructs' own (`argoCdSync` prop) is never overridden. Objects added to
    * `scope` afterwards are not covered: call it once they are all added.
    */
   public applyTo(scope: IConstruct): void {
     for (const c of scope.node.findAll()) {
-      if (c instanceof Task && c.apiObject) this.choose(c.apiObject, false);
-      else if (c instanceof Pipeline) this.choose(c.apiObject, false);
-      else if (c instanceof PipelineRun) this.choose(c.apiObject, true);
+      if (c instanceof Task && c.apiObject) this.choose(c.apiObject, DEFINITION_WAVE);
+      else if (c instanceof Pipeline) this.choose(c.apiObject, DEFINITION_WAVE);
+      else if (c instanceof PipelineRun) this.choose(c.apiObject, RUN_WAVE);
+      else if (c instanceof ApiObject && c.kind === 'InferenceService' && c.apiVersion.startsWith('serving.kserve.io/')) this.choose(c, SERVING_WAVE);
     }
   }
 
-  private choose(object: ApiObject, isRun: boolean): void {
+  private choose(object: ApiObject, wave: string): void {
     if (CHOSEN.has(object)) return;
     CHOSEN.add(object);
     if (!this.enabled) return;
     // Tasks and Pipelines before runs: a run created before them fails at once.
-    object.metadata.addAnnotation(ARGOCD.SYNC_WAVE, isRun ? RUN_WAVE : DEFINITION_WAVE);
-    if (isRun && !this.pruneFinishedRuns) {
+    object.metadata.addAnnotation(ARGOCD.SYNC_WAVE, wave);
+    if (wave === RUN_WAVE && !this.pruneFinishedRuns) {
       object.metadata.addAnnotation(ARGOCD.SYNC_OPTIONS, 'Prune=false');
       object.metadata.addAnnotation(ARGOCD.COMPARE_OPTIONS, 'IgnoreExtraneous');
     }
@@ -89,6 +91,7 @@ export class ArgoCdSync {
 
 const DEFINITION_WAVE = '1';
 const RUN_WAVE = '2';
+const SERVING_WAVE = '3';
 
 /** The objects some ArgoCdSync has decided for (annotated or not). */
 const CHOSEN = new WeakSet<ApiObject>();

@@ -55,11 +55,13 @@ const FOLDERS: Record<string, string> = {
   Task: '01-tasks',
   Pipeline: '02-pipeline',
   PipelineRun: '03-runs',
+  InferenceService: '04-serving',
 };
 
 /**
  * Writes synthesized Tekton objects in the layout GitOps repositories use for
- * pipelines: `01-tasks/`, `02-pipeline/`, `03-runs/` (anything else in `00-other/`),
+ * pipelines: `01-tasks/`, `02-pipeline/`, `03-runs/`, `04-serving/` (KServe InferenceServices; anything
+ * else in `00-other/`),
  * one file per object and a `kustomization.yaml` in each folder and over them all, so
  * `kubectl apply -k` or one Argo CD Application delivers the folder.
  *

@@ -73,7 +73,13 @@ export interface CheckPublishedTaskProps {
  * revision to its commit (the hub's revision API: one small JSON request, no file), computes
  * the digest of the build configuration, and asks every push target (skopeo inspect, with
  * that target's trust and credentials) whether it already serves every tag of the run, built
- * from this commit with this configuration (the image's labels).
+ * from this commit with this configuration (the image's labels), and the serving tag (`SERVING_TAG`)
+ * besides the run's tags.
+ *
+ * An image published before the serving tag existed lacks it: the check reads that as it reads any
+ * missing tag, and the run builds once more. The build is reproducible (same commit, same
+ * configuration, same digest), so the run's own tags keep their digest and the serving tag is added;
+ * skipping instead would leave a serving reference in git that names nothing.
  *
  * Its `REBUILD` result is `false` only when every target does; the pipeline guards download,
  * build and pushes with it. A tag the registry does not know (manifest unknown, name unknown)
@@ -106,6 +112,11 @@ export class CheckPublishedTask extends Construct {
   public readonly buildConfig: Result;
   /** `true` when the pipeline must download, build and push; `false` when every target serves it. */
   public readonly rebuild: Result;
+  /**
+   * The serving tag, `<commit>-<16 hex of the build configuration's digest>`: pushed to every target with the run's
+   * tags, and asked for by the check like them.
+   */
+  public readonly servingTag: Result;
   /** The shared workspace (read only: only the preamble looks at it). */
   public readonly workspace: Workspace;
   /** The run id param. */
@@ -137,6 +148,7 @@ export class CheckPublishedTask extends Construct {
     this.resolvedRevision = this.task.addResult('MODEL_RESOLVED_REVISION', { description: 'The commit the revision resolved to' });
     this.modelSize = this.task.addResult('MODEL_SIZE', { description: 'Bytes of the selected files, as the hub lists them' });
     this.buildConfig = this.task.addResult('BUILD_CONFIG', { description: 'Digest of the build configuration' });
+    this.servingTag = this.task.addResult('SERVING_TAG', { description: 'Tag of the model commit and build configuration, pushed besides IMAGE_TAGS' });
     this.rebuild = this.task.addResult('REBUILD', { description: 'true: download, build and push; false: every target already serves this image' });
     this.workspace = this.task.addWorkspace(SOURCE_WORKSPACE, { description: 'Shared volume (only listed by the preamble)', readOnly: true });
     this.runId = addRunId(this.task);
@@ -171,6 +183,8 @@ export class CheckPublishedTask extends Construct {
         MODEL_INCLUDE: this.include.envValue(),
         MODEL_EXCLUDE: this.exclude.envValue(),
         RESULT_BUILD_CONFIG: this.buildConfig.pathEnvValue(),
+        RESOLVED_REVISION_FILE: kplus.EnvValue.fromValue(this.resolvedRevision.path),
+        RESULT_SERVING_TAG: this.servingTag.pathEnvValue(),
       },
       script: loadScript('build-config.sh'),
     });
@@ -184,6 +198,7 @@ export class CheckPublishedTask extends Construct {
         FORCE_REBUILD: this.forceRebuild.envValue(),
         EXPECTED_REVISION_FILE: kplus.EnvValue.fromValue(this.resolvedRevision.path),
         EXPECTED_CONFIG_FILE: kplus.EnvValue.fromValue(this.buildConfig.path),
+        SERVING_TAG_FILE: kplus.EnvValue.fromValue(this.servingTag.path),
         RESULT_REBUILD: this.rebuild.pathEnvValue(),
       },
       volumeMounts: [scratchMount, ...targets.mounts],

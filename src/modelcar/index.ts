@@ -12,4 +12,5 @@ export * from './report-published-task';
 export * from './image-result';
 export * from './model-registry';
 export * from './register-model-task';
+export * from './modelcar-inference-service';
 export * from './clean-up-task';

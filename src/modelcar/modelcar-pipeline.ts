@@ -15,6 +15,7 @@ import { PushTarget, RegistryCredentials, RegistryTrust } from './push-target';
 import { PushTask } from './push-task';
 import { RegisterModelTask } from './register-model-task';
 import { ReportPublishedTask } from './report-published-task';
+import { buildConfigDigest, servingTag } from './serving-reference';
 import { ArgoCdSync } from '../gitops/argocd-sync';
 import { ParamValue, Param } from '../tekton/params';
 import { Pipeline, PipelineTask, PipelineTaskOptions, WhenExpression } from '../tekton/pipeline';
@@ -547,6 +548,10 @@ export class ModelcarPipeline extends Construct {
     });
     const commit = ParamValue.string(this.checkTask.result('MODEL_RESOLVED_REVISION'));
     const buildConfig = ParamValue.string(this.checkTask.result('BUILD_CONFIG'));
+    // The serving tag (model commit, build configuration) is pushed to every target after the run's tags, never moved,
+    // and read back by the report with them. Derived in the pipeline, not passed by the run: no run's params, and so
+    // no run's name, change.
+    const pushedTags = ParamValue.string(`${this.imageTags.reference} ${this.checkTask.result('SERVING_TAG')}`);
     // 2. Skip what is done. Each guarded task names the condition itself (a reader of one task
     // sees why it did not run), although Tekton would also skip a consumer of a skipped task's
     // results. Whatever waits only by runAfter on a task skipped by its `when` still runs.
@@ -589,6 +594,7 @@ export class ModelcarPipeline extends Construct {
         params: {
           IMAGE_DIGEST: ParamValue.string(this.buildTask.result('IMAGE_DIGEST')),
           IMAGE_TAGS: this.imageTags.toParamValue(),
+          SERVING_TAG: ParamValue.string(this.checkTask.result('SERVING_TAG')),
           RUN_ID: runId,
         },
         workspaces: { source: this.workspace },
@@ -608,7 +614,7 @@ export class ModelcarPipeline extends Construct {
         MODEL_REPO: this.modelRepo.toParamValue(),
         MODEL_REVISION: commit,
         BUILD_CONFIG: buildConfig,
-        IMAGE_TAGS: this.imageTags.toParamValue(),
+        IMAGE_TAGS: pushedTags,
         RUN_ID: runId,
       },
       workspaces: { source: this.workspace },
@@ -667,6 +673,10 @@ export class ModelcarPipeline extends Construct {
       + (this.parallelPushes ? Math.max(...pushSeconds) : pushSeconds.reduce((a, b) => a + b, 0)));
     this.pipeline.addResult('MODEL_RESOLVED_REVISION', { value: this.checkTask.result('MODEL_RESOLVED_REVISION'), description: 'The model commit packaged' });
     this.pipeline.addResult('MODEL_SIZE', { value: this.checkTask.result('MODEL_SIZE'), description: 'The model size in bytes (the selected files, as the hub lists them)' });
+    this.pipeline.addResult('SERVING_TAG', {
+      value: this.checkTask.result('SERVING_TAG'),
+      description: 'The tag of the model commit and build configuration, pushed to every target (ModelcarPipelineRun.servingReference())',
+    });
     this.pipeline.addResult('REBUILD', { value: this.checkTask.result('REBUILD'), description: 'true: this run downloaded, built and pushed; false: every target already served the image' });
 
     // Last: the Tasks and the Pipeline exist. Each run applies it to itself.
@@ -739,6 +749,9 @@ export interface ModelcarPipelineRunProps extends ModelcarRunOptions {
 export class ModelcarPipelineRun extends Construct {
   /** The PipelineRun. */
   public readonly pipelineRun: PipelineRun;
+  /** The pipeline this run runs. */
+  public readonly pipeline: ModelcarPipeline;
+  private readonly model: HuggingFaceModel;
 
   constructor(scope: Construct, id: string, props: ModelcarPipelineRunProps) {
     super(scope, id);
@@ -758,6 +771,8 @@ export class ModelcarPipelineRun extends Construct {
     }
     const storage = props.storage ?? Size.gibibytes(100);
     const p = props.pipeline;
+    this.pipeline = p;
+    this.model = { ...model, include: [...(model.include ?? [])], exclude: [...(model.exclude ?? [])] };
     const timeout = props.timeout ?? p.tasksTimeout;
     if (timeout.toSeconds() < p.tasksTimeout.toSeconds()) {
       throw new Error(`${where}: timeout ${timeout.toHumanString()} is shorter than the pipeline's tasks in a row `
@@ -831,6 +846,45 @@ export class ModelcarPipelineRun extends Construct {
       this.pipelineRun.apiObject.metadata.addAnnotation(AUTO_CLEANUP_PVC, 'true');
     }
     p.argoCdSync.applyTo(this);
+  }
+
+  /**
+   * The serving tag of this run's image: `<model commit>-<16 hex of the build configuration's digest>`.
+   *
+   * The pipeline pushes it to every target besides the run's tags (the check task derives it at run time, its
+   * `SERVING_TAG` result). The commit and the build configuration decide the image's bytes, so the tag only ever
+   * names the image built for them. Known at synth only when the run's revision is a commit.
+   */
+  public get servingTag(): string {
+    const revision = this.model.revision ?? 'main';
+    if (!/^[0-9a-f]{40}$/.test(revision)) {
+      const why = /^[0-9a-fA-F]{40}$/.test(revision)
+        ? 'a commit sha in upper case, which the hub resolves as a branch or tag name'
+        : 'a branch or tag, which moves: the image it names tomorrow is not today\'s';
+      throw new Error(`modelcar run ${this.node.path}: no serving reference for revision "${revision}": it is ${why}; `
+        + 'pin the run to the commit to serve, model: { revision: \'<40 lower-case hex of the commit>\' } (the hub\'s commit sha)');
+    }
+    const config = buildConfigDigest(this.pipeline.buildImage.buildConfigSpec, this.model.include!.join(' '), this.model.exclude!.join(' '));
+    return servingTag(revision, config);
+  }
+
+  /**
+   * The `oci://` reference a KServe `storageUri` takes, by the serving tag (`servingTag`), at one push target.
+   *
+   * It can only ever name the image this pipeline built for this run's commit and build configuration, and is known
+   * at synth, before the run: put it in git beside the run (`ModelcarInferenceService`). Throws when the run's
+   * revision is not a commit sha (a branch such as `main` moves).
+   *
+   * @param target the push target's name (`PushTarget.name`), e.g. 'quay'
+   * @default - the pipeline's first push target (the internal registry, which in-cluster serving pulls from)
+   */
+  public servingReference(target?: string): string {
+    const targets = this.pipeline.pushTargets;
+    const t = target === undefined ? targets[0] : targets.find((x) => x.name === target);
+    if (!t) {
+      throw new Error(`modelcar run ${this.node.path}: the pipeline has no push target named "${target}": use one of ${targets.map((x) => `"${x.name}"`).join(', ')}`);
+    }
+    return `oci://${t.repository}:${this.servingTag}`;
   }
 }
 

@@ -6,7 +6,7 @@ import { ImageReference } from './image-reference';
 import { ModelcarImages } from './images';
 import { PushTarget } from './push-target';
 import { loadScript } from './scripts';
-import { Param } from '../tekton/params';
+import { Param, ParamValue } from '../tekton/params';
 import { Result } from '../tekton/results';
 import { TaskVolume, VolumeMount } from '../tekton/step';
 import { Task } from '../tekton/task';
@@ -59,6 +59,11 @@ export class PushTask extends Construct {
   public readonly imageUrl: Result;
   /** The manifest digest the registry serves. */
   public readonly imageDigestResult: Result;
+  /**
+   * A tag pushed after the others that is never moved (the pipeline's serving tag): the push fails when the
+   * registry already serves another digest under it.
+   */
+  public readonly servingTag: Param;
   /** `repository@digest`. */
   public readonly imageRef: Result;
   /** The shared workspace. */
@@ -78,6 +83,10 @@ export class PushTask extends Construct {
     });
     this.expectedDigest = this.task.addParam('IMAGE_DIGEST', { description: 'The manifest digest the build published' });
     this.tags = this.task.addParam('IMAGE_TAGS', { description: 'Space-separated tags to push' });
+    this.servingTag = this.task.addParam('SERVING_TAG', {
+      description: 'A tag pushed after IMAGE_TAGS that is never moved: the push fails if it names another digest (empty: none)',
+      default: ParamValue.string(''),
+    });
     this.imageUrl = this.task.addResult('IMAGE_URL', { description: 'The image pushed, repository:tag' });
     this.imageDigestResult = this.task.addResult('IMAGE_DIGEST', { description: 'The digest the registry serves' });
     this.imageRef = this.task.addResult('IMAGE_REF', { description: 'The image by digest, repository@sha256:...' });
@@ -96,6 +105,7 @@ export class PushTask extends Construct {
       EXPECTED_DIGEST: this.expectedDigest.envValue(),
       IMAGE: kplus.EnvValue.fromValue(target.repository),
       IMAGE_TAGS: this.tags.envValue(),
+      SERVING_TAG: this.servingTag.envValue(),
       TLS_VERIFY: kplus.EnvValue.fromValue(String(target.trust.tlsVerify)),
       RETRIES: kplus.EnvValue.fromValue(String(target.retries)),
       RESULT_IMAGE_URL: this.imageUrl.pathEnvValue(),

@@ -8,7 +8,10 @@ import * as os from 'os';
 import * as path from 'path';
 import { App, Chart } from 'cdk8s';
 import * as yaml from 'js-yaml';
-import { ArgoCdApplicationOptions, ArgoCdSync, GitOpsLayout, GitOpsLayoutOptions, ParamValue, Pipeline, PipelineGraph, PipelineRun, Task } from '../../src';
+import {
+  ArgoCdApplicationOptions, ArgoCdSync, GitOpsLayout, GitOpsLayoutOptions, ModelcarInferenceService, ModelcarPipeline, ParamValue, Pipeline,
+  PipelineGraph, PipelineRun, PushTarget, Task,
+} from '../../src';
 import { requireTools } from '../e2e/support/tools';
 
 const IMAGE = 'registry.access.redhat.com/ubi9/ubi-minimal@sha256:0000000000000000000000000000000000000000000000000000000000000000';
@@ -74,6 +77,30 @@ describe('GitOpsLayout', () => {
       'argocd.argoproj.io/sync-options': 'Prune=false',
       'argocd.argoproj.io/compare-options': 'IgnoreExtraneous',
     })));
+  });
+
+  test('InferenceServices go to 04-serving/, synced in wave 3 after the runs (Argo CD waits for a run to succeed), pruned when they leave git', () => {
+    // GIVEN a modelcar run pinned to a commit and the InferenceService that serves its image
+    const app = new App();
+    const chart = new Chart(app, 'demo', { namespace: 'demo', disableResourceNameHashes: true });
+    const modelcar = new ModelcarPipeline(chart, 'modelcar', { pushTargets: [PushTarget.openshiftInternal({ namespace: 'demo', repository: 'm' })] });
+    const run = modelcar.addRun('pinned', { model: { repo: 'org/m', revision: '0123456789abcdef0123456789abcdef01234567' }, tags: ['v1'] });
+    new ModelcarInferenceService(chart, 'served', { run, runtime: 'vllm-runtime' });
+
+    // WHEN
+    const { files, read } = write({}, app);
+
+    // THEN
+    expect(files.filter((f) => f.startsWith('04-serving/'))).toEqual(['04-serving/inferenceservice-served.yaml', '04-serving/kustomization.yaml']);
+    expect(yaml.load(read('04-serving/kustomization.yaml'))).toEqual({
+      apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization', namespace: 'demo', resources: ['inferenceservice-served.yaml'],
+    });
+    expect((yaml.load(read('kustomization.yaml')) as any).resources).toEqual(['01-tasks', '02-pipeline', '03-runs', '04-serving']);
+    const served = yaml.load(read('04-serving/inferenceservice-served.yaml')) as any;
+    expect(served.metadata.annotations).toEqual({ 'argocd.argoproj.io/sync-wave': '3' });
+    expect(served.spec.predictor.model.storageUri).toBe(run.servingReference());
+    const runFile = files.find((f) => f.startsWith('03-runs/pipelinerun-'))!;
+    expect((yaml.load(read(runFile)) as any).metadata.annotations['argocd.argoproj.io/sync-wave']).toBe('2');
   });
 
   test('argoCdSync with pruneFinishedRuns lets Argo CD prune runs that left git; none() writes no annotation', () => {

@@ -79,11 +79,20 @@ describe('skip what is published', () => {
       ['QUAY_IMAGE_REF', ['report-published']],
       ['MODEL_RESOLVED_REVISION', ['check-published']],
       ['MODEL_SIZE', ['check-published']],
+      ['SERVING_TAG', ['check-published']],
       ['REBUILD', ['check-published']],
     ]);
     // The one finally task, the clean-up, refers to no task's result (Tekton skips a finally task that refers to a
     // skipped task's result): it runs on a skip too, where it finds nothing to remove.
     expect(pipeline.finally.map((t: any) => [t.name, resultRefs(t.params), t.when])).toEqual([['clean-up', [], undefined]]);
+    // The serving tag (the check's result) is pushed after the run's tags (never moved) and read back by the report
+    // with them: the run passes no param for it (its name, a hash of its params, stays), and the report's first tag
+    // stays the run's first.
+    for (const t of ['push-internal', 'push-quay']) {
+      expect(params(t)).toMatchObject({ IMAGE_TAGS: '$(params.IMAGE_TAGS)', SERVING_TAG: '$(tasks.check-published.results.SERVING_TAG)' });
+    }
+    expect(params('report-published').IMAGE_TAGS).toBe('$(params.IMAGE_TAGS) $(tasks.check-published.results.SERVING_TAG)');
+    expect(params('check-published').IMAGE_TAGS).toBe('$(params.IMAGE_TAGS)');
     // The report has two results whatever the number of targets; the pipeline makes each target's from them.
     expect(doc(docs, 'Task', 'modelcar-report-published').spec.results.map((r: any) => r.name)).toEqual(['IMAGE_DIGEST', 'IMAGE_TAG']);
     const value = (name: string) => pipeline.results.find((r: any) => r.name === name).value;
@@ -104,7 +113,9 @@ describe('skip what is published', () => {
     expect(env('resolve')).toMatchObject({ HF_REVISION: '$(params.MODEL_REVISION)', RESOLVED_REVISION_FILE: '$(results.MODEL_RESOLVED_REVISION.path)' });
     expect(env('resolve').MODEL_DIR).toBeUndefined();
     // One step asks every target, each on its line: repository, TLS, retries, CA dir, credentials.
-    expect(env('check')).toMatchObject({ MODE: 'check', RESULT_REBUILD: '$(results.REBUILD.path)' });
+    expect(env('check')).toMatchObject({ MODE: 'check', RESULT_REBUILD: '$(results.REBUILD.path)', SERVING_TAG_FILE: '$(results.SERVING_TAG.path)' });
+    // The config step names the serving tag from the commit the resolve step wrote.
+    expect(env('config')).toMatchObject({ RESOLVED_REVISION_FILE: '$(results.MODEL_RESOLVED_REVISION.path)', RESULT_SERVING_TAG: '$(results.SERVING_TAG.path)' });
     expect(env('check').TARGETS.split('\n')).toEqual([
       'internal image-registry.openshift-image-registry.svc:5000/ai/modelcars true 3 /etc/modelcar/internal-certs service-account-token -',
       'quay quay.io/org/model true 3 - secret /etc/modelcar/quay-auth/.dockerconfigjson',

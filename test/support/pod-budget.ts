@@ -29,6 +29,8 @@ export const RESULT_MAX_BYTES: Record<string, number> = {
   // bytes as a decimal uint64
   MODEL_SIZE: 20,
   REBUILD: 5,
+  // <commit>-<16 hex of the build configuration>
+  SERVING_TAG: 64 + 1 + 16,
 };
 
 /** Tekton's StartedAt entry at its longest (time format 2006-01-02T15:04:05.000Z07:00 with an offset). */

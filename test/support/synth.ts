@@ -1,4 +1,5 @@
 import { Chart, Testing } from 'cdk8s';
+import { expectValidKserveManifests } from './kserve-schema';
 import { expectShellcheckClean } from './shellcheck';
 import { expectValidTektonManifests } from './tekton-schema';
 
@@ -12,8 +13,9 @@ export function validationErrors(chart: Chart): string[] {
 
 /**
  * Synthesizes a chart the way `cdk8s synth` does (construct validations first), then
- * checks every manifest against the Tekton v1 schemas (unknown fields rejected) and
- * every step script with shellcheck. Every test that synthesizes goes through here.
+ * checks every manifest against the Tekton v1 schemas and every InferenceService against
+ * KServe's CRD (unknown fields rejected), and every step script with shellcheck. Every test
+ * that synthesizes goes through here.
  */
 export function synth(chart: Chart): any[] {
   const errors = validationErrors(chart);
@@ -22,6 +24,7 @@ export function synth(chart: Chart): any[] {
   }
   const docs = Testing.synth(chart);
   expectValidTektonManifests(docs);
+  expectValidKserveManifests(docs);
   expectShellcheckClean(docs);
   return docs;
 }

@@ -5,7 +5,11 @@
 # writes it as the label io.kserve.modelcar.build-config; the check compares it, so an image
 # built with other settings from the same commit is never taken for this run's.
 #
-# Env: BUILD_CONFIG_SPEC, MODEL_INCLUDE, MODEL_EXCLUDE, RESULT_BUILD_CONFIG.
+# It also names the serving tag, <commit>-<16 hex of the digest>, as servingTag() in
+# serving-reference.ts does at synth: change both or neither.
+#
+# Env: BUILD_CONFIG_SPEC, MODEL_INCLUDE, MODEL_EXCLUDE, RESULT_BUILD_CONFIG, RESOLVED_REVISION_FILE,
+#      RESULT_SERVING_TAG.
 set -eu
 
 # The pattern lists with their white space normalized ("a  b " and "a b" select the same files).
@@ -25,3 +29,13 @@ while IFS= read -r line; do
   printf '  %s\n' "${line}"
 done < /tmp/build-config.txt
 printf '%s' "${digest}" > "${RESULT_BUILD_CONFIG}"
+commit=$(cat "${RESOLVED_REVISION_FILE}")
+# 40 hex (sha1), or 64 should the hub move to sha256.
+case "${#commit}:${commit}" in
+  *:*[!0-9a-f]*) ;;
+  40:* | 64:*) commit_ok=true ;;
+esac
+[ -n "${commit_ok:-}" ] || { echo "the resolved revision \"${commit}\" is not a commit id" >&2; exit 1; }
+tag="${commit}-$(printf '%s' "${digest#sha256:}" | cut -c1-16)"
+echo "serving tag ${tag} (model commit, build configuration)"
+printf '%s' "${tag}" > "${RESULT_SERVING_TAG}"

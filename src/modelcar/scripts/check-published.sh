@@ -21,7 +21,7 @@
 # Env: MODE, TARGETS (one line per target: name, repository, tls-verify, retries, cert dir,
 #      auth mode, auth file; "-" for none), IMAGE_TAGS (space-separated), MODEL_REPO,
 #      SA_TOKEN_FILE, TMPDIR, HOME, EXPECTED_REVISION or EXPECTED_REVISION_FILE, EXPECTED_CONFIG
-#      or EXPECTED_CONFIG_FILE; check: FORCE_REBUILD, RESULT_REBUILD; report: RESULT_IMAGE_DIGEST,
+#      or EXPECTED_CONFIG_FILE; check: FORCE_REBUILD, RESULT_REBUILD, SERVING_TAG_FILE; report: RESULT_IMAGE_DIGEST,
 #      RESULT_IMAGE_TAG.
 set -eu
 
@@ -129,6 +129,9 @@ if [ "${MODE}" = check ]; then
     *) TARGET=check; fail "FORCE_REBUILD \"${FORCE_REBUILD}\" is neither true nor false" ;;
   esac
 fi
+# The check asks for the serving tag too (the config step's result; the report gets it in IMAGE_TAGS):
+# an image published before that tag existed is rebuilt once, to the same digest, and gains it.
+[ -z "${SERVING_TAG_FILE:-}" ] || IMAGE_TAGS="${IMAGE_TAGS} $(cat "${SERVING_TAG_FILE}")"
 revision=${EXPECTED_REVISION:-$(cat "${EXPECTED_REVISION_FILE}")}
 config=${EXPECTED_CONFIG:-$(cat "${EXPECTED_CONFIG_FILE}")}
 source_label="https://huggingface.co/${MODEL_REPO}"

@@ -6,8 +6,8 @@
 #
 # skopeo ignores TMPDIR when it unpacks an oci-archive (skopeo 1.9): --tmpdir is passed.
 # Env: TMPDIR, ARTIFACT_FORMAT, ARTIFACT_PATH, EXPECTED_DIGEST, IMAGE, IMAGE_TAGS (space-separated),
-#      TLS_VERIFY, CERT_DIR (optional), AUTH_MODE, AUTHFILE or SA_TOKEN_FILE (by AUTH_MODE), RETRIES,
-#      RESULT_IMAGE_URL, RESULT_IMAGE_DIGEST, RESULT_IMAGE_REF.
+#      SERVING_TAG (optional), TLS_VERIFY, CERT_DIR (optional), AUTH_MODE, AUTHFILE or SA_TOKEN_FILE (by
+#      AUTH_MODE), RETRIES, RESULT_IMAGE_URL, RESULT_IMAGE_DIGEST, RESULT_IMAGE_REF.
 set -eu
 
 # registry_error_explain: what a failed skopeo call means, from skopeo's own words.
@@ -59,16 +59,17 @@ auth_registry="${IMAGE%%/*}"
 # shellcheck source-path=SCRIPTDIR source=registry-auth.sh
 . "$(dirname "$0")/registry-auth.sh"
 
+tls="--tls-verify=${TLS_VERIFY}"
+
 # 2. Copy, digests preserved, once per tag (blobs already there are skipped). --all: an image
 #    index goes with every platform's manifest, and keeps its digest; without it skopeo would
 #    push the manifest of this node's platform alone. The model's layers, shared by the
 #    platforms, go once.
-tls="--tls-verify=${TLS_VERIFY}"
-for tag in "$@"; do
-  echo "copying to docker://${IMAGE}:${tag}"
+copy_to() {
+  echo "copying to docker://${IMAGE}:$1"
   if ! skopeo --tmpdir "${TMPDIR}" copy --all --preserve-digests --retry-times "${RETRIES}" \
       "--dest-tls-verify=${TLS_VERIFY}" ${CERT_DIR:+--dest-cert-dir "${CERT_DIR}"} ${authfile:+--dest-authfile "${authfile}"} \
-      --digestfile /tmp/pushed-digest "${src}" "docker://${IMAGE}:${tag}" 2> /tmp/copy.err; then
+      --digestfile /tmp/pushed-digest "${src}" "docker://${IMAGE}:$1" 2> /tmp/copy.err; then
     cat /tmp/copy.err >&2
     fail "$(registry_error_explain /tmp/copy.err push "${RETRIES}")"
   fi
@@ -76,9 +77,36 @@ for tag in "$@"; do
   cat /tmp/copy.err >&2
   pushed=$(cat /tmp/pushed-digest)
   [ "${pushed}" = "${EXPECTED_DIGEST}" ] || fail "skopeo pushed ${pushed}, not the build's ${EXPECTED_DIGEST}"
+}
+for tag in "$@"; do
+  copy_to "${tag}"
 done
 
-# 3. Ask the registry what it now serves under the first tag.
+# 3. The serving tag (model commit and build configuration), after the run's tags, is never moved: an
+# InferenceService in git serves by it. The build is reproducible, so the same commit and configuration give the
+# same digest; a build that gave other bytes fails the push and leaves the tag where it is.
+if [ -n "${SERVING_TAG:-}" ]; then
+  if skopeo --tmpdir "${TMPDIR}" inspect --raw --retry-times "${RETRIES}" "${tls}" ${CERT_DIR:+--cert-dir "${CERT_DIR}"} ${authfile:+--authfile "${authfile}"} \
+      "docker://${IMAGE}:${SERVING_TAG}" > /tmp/serving.json 2> /tmp/inspect.err; then
+    serving="sha256:$(sha256sum < /tmp/serving.json | cut -d' ' -f1)"
+    [ "${serving}" = "${EXPECTED_DIGEST}" ] || fail "the serving tag ${SERVING_TAG} names ${serving}, and this build of the same model commit and build configuration is ${EXPECTED_DIGEST}: the build did not reproduce the image; a serving tag is never moved (what git serves by it stays), so it keeps ${serving}"
+    echo "the serving tag ${SERVING_TAG} already names ${serving}"
+  else
+    # Absent: "not found", or what quay.io (401 "not authorized") and Docker Hub (denied) answer for a repository
+    # that does not exist yet; credentials they refuse say so otherwise (check-published.sh reads them alike).
+    case "$(registry_error_class /tmp/inspect.err)" in
+      not-found | denied) ;;
+      *) if ! grep -q 'access to the requested resource is not authorized' /tmp/inspect.err \
+          || grep -q 'invalid username/password\|authentication required' /tmp/inspect.err; then
+           cat /tmp/inspect.err >&2
+           fail "cannot ask whether the serving tag ${SERVING_TAG} exists: $(registry_error_explain /tmp/inspect.err push "${RETRIES}")"
+         fi ;;
+    esac
+    copy_to "${SERVING_TAG}"
+  fi
+fi
+
+# 4. Ask the registry what it now serves under the first tag.
 if ! skopeo --tmpdir "${TMPDIR}" inspect --raw --retry-times "${RETRIES}" "${tls}" ${CERT_DIR:+--cert-dir "${CERT_DIR}"} ${authfile:+--authfile "${authfile}"} \
     "docker://${IMAGE}:$1" > /tmp/remote.json 2> /tmp/inspect.err; then
   cat /tmp/inspect.err >&2

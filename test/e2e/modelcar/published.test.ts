@@ -9,6 +9,9 @@
  *   2. finds both registries serving every tag built from this commit and build config: no model file is requested
  *      from the hub, no build step runs, the pushes are skipped, the pipeline results are the first run's;
  *   3. after one tag is gone from one registry, rebuilds and pushes again.
+ * The serving tag (issue #18): the reference a run pinned to the commit gives at synth (servingReference()) is the
+ * tag the first run pushed, at the digest it pushed, and that run finds it published; a forced rebuild leaves it
+ * where it was, and a target that serves another image under it fails the push rather than move it.
  * Then a registry that is down, and credentials a registry refuses: the check fails with the registry's words.
  *
  * Missing tools or no root make the suite FAIL, never skip.
@@ -31,6 +34,9 @@ const GUARDED = ['download-model', 'build-image', 'push-internal', 'push-quay'];
 // more, by Argo CD's self-heal after the Tekton pruner deleted it, or by a rebuilt cluster; each creation is a new
 // uid, so a fresh volume and a fresh run directory. (Two variants with the same inputs would fail at synth.)
 const RUNS = ['published', 'published-forced'];
+// The same model, tags and build configuration, pinned to the commit `main` points to: its serving reference is known
+// at synth, and its run (check and report only, after the first run) reuses what the first run pushed.
+const PINNED = 'published-pinned';
 const OTHER_COMMIT = 'fedcba9876543210fedcba9876543210fedcba98';
 
 let work: string;
@@ -39,6 +45,10 @@ let model: SyntheticModel;
 let manifests: any[];
 /** The same runs from a pipeline whose layout builder has another layer threshold: another build configuration. */
 let otherConfig: any[];
+/** What the pinned run gives at synth: its serving reference at each target. */
+let servingRefs: { internal: string; quay: string };
+/** What the run on `main` says when asked for one. */
+let mainRefError: string;
 
 function logTo(name: string): (line: string) => void {
   const file = path.join(work, 'logs', `${name}.log`);
@@ -48,7 +58,7 @@ function logTo(name: string): (line: string) => void {
 
 /** Runs variant `published` (or the one `opts.pipelineRun` names) once more; `name` names its log. */
 async function runScenario(name: string, opts: Partial<RunModelcarOptions> = {}): Promise<RunPipelineResult> {
-  const variant = name === 'published-forced' || name === 'published-other-config' ? name : 'published';
+  const variant = ['published-forced', 'published-other-config', PINNED].includes(name) ? name : 'published';
   return runModelcar(world, { manifests, pipelineRun: variant, workDir: path.join(work, 'runs'), model, log: logTo(name), ...opts });
 }
 
@@ -67,7 +77,12 @@ beforeAll(async () => {
   const builder = ModelcarBuilder.ociLayout({ largeFileThreshold: Size.mebibytes(4) });
   manifests = synthesizePipeline(world, path.join(work, 'dist'), {
     builder,
-    runs: RUNS.map((n) => ({ name: n, tags: TAGS, forceRebuild: n === 'published-forced' ? true : undefined })),
+    runs: [...RUNS.map((n) => ({ name: n, tags: TAGS, forceRebuild: n === 'published-forced' ? true : undefined })),
+      { name: PINNED, tags: TAGS, revision: MODEL_COMMIT }],
+    onRun: (name, r) => {
+      if (name === PINNED) servingRefs = { internal: r.servingReference(), quay: r.servingReference('quay') };
+      if (name === 'published') mainRefError = (() => { try { return r.servingReference(); } catch (e: any) { return e.message; } })();
+    },
   });
   otherConfig = synthesizePipeline(world, path.join(work, 'dist-other-config'), {
     builder: ModelcarBuilder.ociLayout({ largeFileThreshold: Size.mebibytes(8) }),
@@ -154,6 +169,68 @@ describe('a published model run again costs seconds', () => {
     console.log(line);
   });
 
+  test('2b. the serving reference a pinned run gives at synth is what the first run pushed, at its digest; the pinned run finds it published', async () => {
+    expect(first?.status).toBe('Succeeded');
+    const digest = first.tasks['build-image'].results.IMAGE_DIGEST;
+    const tag = first.tasks['check-published'].results.SERVING_TAG;
+    expect(tag).toMatch(new RegExp(`^${MODEL_COMMIT}-[0-9a-f]{16}$`));
+    expect(first.results.SERVING_TAG).toBe(tag);
+    expect(servingRefs).toEqual({ internal: `oci://${repositoryOf(world.internal)}:${tag}`, quay: `oci://${repositoryOf(world.quay)}:${tag}` });
+    // What the registries serve under it (skopeo inspect through TLS and credentials) is what the build published.
+    expect(await servedDigest(world.internal, servingRefs.internal.slice('oci://'.length))).toBe(digest);
+    expect(await servedDigest(world.quay, servingRefs.quay.slice('oci://'.length))).toBe(digest);
+    expect(stepLog(first, 'push-quay', 'push')).toContain(`copying to docker://${repositoryOf(world.quay)}:${tag}`);
+    // A run on a branch gives none, and says why.
+    expect(mainRefError).toMatch(/no serving reference for revision "main": it is a branch or tag, which moves/);
+
+    world.hub.reset();
+    const pinned = await runScenario(PINNED);
+    expect(pinned.status).toBe('Succeeded');
+    expect(world.hub.requests[0]).toMatchObject({ path: `/api/models/${MODEL_REPO}/revision/${MODEL_COMMIT}` });
+    expect(status(pinned, GUARDED).every((x) => x.endsWith(':Skipped'))).toBe(true);
+    expect(pinned.results).toMatchObject({ SERVING_TAG: tag, REBUILD: 'false', QUAY_IMAGE_DIGEST: digest, INTERNAL_IMAGE_DIGEST: digest });
+    // The check asked for the serving tag too, and the report read it back from both targets.
+    expect(stepLog(pinned, 'check-published', 'check')).toContain(`quay: ${repositoryOf(world.quay)}:${tag} is ${digest}`);
+    expect(stepLog(pinned, 'report-published', 'report')).toContain(`every target serves ${digest} under published published-alias ${tag}`);
+  });
+
+  test('2c. an image published before the serving tag (every run tag, not the serving tag): the check says rebuild', async () => {
+    expect(first?.status).toBe('Succeeded');
+    // check-published.sh as the check step runs it, against quay, which serves every tag of the first run: with the
+    // serving tag of a configuration it never built (as an image pushed before serving tags existed lacks its own),
+    // and without one (as before).
+    const check = async (servingTag?: string) => {
+      const dir = fs.mkdtempSync(path.join(work, 'check-'));
+      fs.mkdirSync(path.join(dir, 'tmp'));
+      if (servingTag) fs.writeFileSync(path.join(dir, 'serving-tag'), servingTag);
+      const r = await run('sh', [path.join(__dirname, '..', '..', '..', 'src', 'modelcar', 'scripts', 'check-published.sh')], {
+        allowFailure: true,
+        timeoutMs: 120_000,
+        env: {
+          PATH: process.env.PATH,
+          HOME: path.join(dir, 'home'),
+          MODE: 'check',
+          TARGETS: `quay ${repositoryOf(world.quay)} true 0 ${world.quay.certDir} secret ${world.quay.authFile}`,
+          IMAGE_TAGS: TAGS.join(' '),
+          MODEL_REPO,
+          TMPDIR: path.join(dir, 'tmp'),
+          FORCE_REBUILD: 'false',
+          EXPECTED_REVISION: MODEL_COMMIT,
+          EXPECTED_CONFIG: first.tasks['check-published'].results.BUILD_CONFIG,
+          ...(servingTag ? { SERVING_TAG_FILE: path.join(dir, 'serving-tag') } : {}),
+          RESULT_REBUILD: path.join(dir, 'rebuild'),
+        },
+      });
+      return { code: r.code, rebuild: fs.readFileSync(path.join(dir, 'rebuild'), 'utf8'), log: r.stdout };
+    };
+    const missing = `${MODEL_COMMIT}-${'0'.repeat(16)}`;
+    const before = await check(missing);
+    expect([before.code, before.rebuild]).toEqual([0, 'true']);
+    expect(before.log).toContain(`quay: rebuild: ${repositoryOf(world.quay)}: tag ${missing} not found (manifest unknown)`);
+    const without = await check();
+    expect([without.code, without.rebuild]).toEqual([0, 'false']);
+  });
+
   test('3. one tag gone from one registry: the third run rebuilds and pushes; the registry serves it again', async () => {
     expect(second?.status).toBe('Succeeded');
     const digest = first.tasks['build-image'].results.IMAGE_DIGEST;
@@ -185,6 +262,35 @@ describe('a published model run again costs seconds', () => {
     expect(stepLog(r, 'check-published', 'check')).toContain('rebuild forced (FORCE_REBUILD=true)');
     expect(stepLog(r, 'check-published', 'check')).toContain('rebuilding: forced by FORCE_REBUILD=true');
     expect(status(r, GUARDED).every((s) => s.endsWith(':Succeeded'))).toBe(true);
+    // The same digest again (a reproducible build): the serving tag stays where it was.
+    const tag = r.tasks['check-published'].results.SERVING_TAG;
+    expect(r.tasks['build-image'].results.IMAGE_DIGEST).toBe(first.tasks['build-image'].results.IMAGE_DIGEST);
+    expect(stepLog(r, 'push-quay', 'push')).toContain(`the serving tag ${tag} already names ${r.tasks['build-image'].results.IMAGE_DIGEST}`);
+  });
+
+  test('4a. a target serving another image under the serving tag: the push fails and the tag keeps that image', async () => {
+    const digest = first.tasks['build-image'].results.IMAGE_DIGEST;
+    const tag = first.tasks['check-published'].results.SERVING_TAG;
+    // Another image (the base) under quay's serving tag, as a build that did not reproduce the image would give.
+    await run('skopeo', ['copy', '--quiet', '--src-cert-dir', world.internal.certDir, '--src-authfile', world.internal.authFile,
+      '--dest-cert-dir', world.quay.certDir, '--dest-authfile', world.quay.authFile, `docker://${world.base.reference}`, `docker://${repositoryOf(world.quay)}:${tag}`]);
+    const other = await servedDigest(world.quay, `${repositoryOf(world.quay)}:${tag}`);
+    expect(other).not.toBe(digest);
+    try {
+      const r = await runScenario('published-forced', { log: logTo('published-forced-moved') });
+      expect(r.status).toBe('Failed');
+      expect(status(r, ['push-internal', 'push-quay'])).toEqual(['push-internal:Succeeded', 'push-quay:Failed']);
+      expect(stepLog(r, 'push-quay', 'push')).toContain(`push to ${repositoryOf(world.quay)} failed: the serving tag ${tag} names ${other}, `
+        + `and this build of the same model commit and build configuration is ${digest}: the build did not reproduce the image; a serving tag is never moved `
+        + `(what git serves by it stays), so it keeps ${other}`);
+      expect(await servedDigest(world.quay, `${repositoryOf(world.quay)}:${tag}`)).toBe(other);
+      expect(await servedDigest(world.quay, `${repositoryOf(world.quay)}:published`)).toBe(digest);
+    } finally {
+      // Back as the first run left it, for the scenarios after this one.
+      await run('skopeo', ['copy', '--quiet', '--src-cert-dir', world.quay.certDir, '--src-authfile', world.quay.authFile,
+        '--dest-cert-dir', world.quay.certDir, '--dest-authfile', world.quay.authFile,
+        `docker://${repositoryOf(world.quay)}:published`, `docker://${repositoryOf(world.quay)}:${tag}`]);
+    }
   });
 
   test('4b. the same commit built with another build configuration (layer threshold) is not taken for this run\'s: rebuild', async () => {

@@ -21,8 +21,8 @@ import * as path from 'path';
 import { App, Chart, Duration, Size } from 'cdk8s';
 import * as yaml from 'js-yaml';
 import {
-  ArtifactFormat, GitOpsLayout, ImageReference, ModelcarBuilder, ModelcarPipeline, ModelRegistry, PushTarget, RegistryCredentials, RegistryTrust,
-  VolumeCleanup,
+  ArtifactFormat, GitOpsLayout, ImageReference, ModelcarBuilder, ModelcarPipeline, ModelcarPipelineRun, ModelRegistry, PushTarget,
+  RegistryCredentials, RegistryTrust, VolumeCleanup,
 } from '../../../src';
 import { IMAGE_USERS } from '../../../src/modelcar/image-inventory';
 import { Manifest, RunPipelineOptions, RunPipelineResult, runPipeline } from '../runner/tekton-runner';
@@ -93,7 +93,17 @@ export interface SynthOptions {
    * PipelineRun is named `<variant>-<hash of its inputs>`: `runNameOf()` finds it, and `runModelcar()` takes either.
    * fsGroup: default FS_GROUP; 'namespace' sets none, like the default app (the namespace's SCC assigns it).
    */
-  readonly runs: { readonly name: string; readonly tags: string[]; readonly fsGroup?: number | 'namespace'; readonly forceRebuild?: boolean; readonly registeredModelName?: string }[];
+  readonly runs: {
+    readonly name: string;
+    readonly tags: string[];
+    readonly fsGroup?: number | 'namespace';
+    readonly forceRebuild?: boolean;
+    readonly registeredModelName?: string;
+    /** The model revision. Default: none (main). */
+    readonly revision?: string;
+  }[];
+  /** Called with each run's construct (e.g. for its servingReference()). */
+  readonly onRun?: (name: string, run: ModelcarPipelineRun) => void;
   /**
    * Credentials like the default app: the internal push with the service account's token
    * (`PushTarget.openshiftInternal`'s default), the base image with the service account's docker secrets
@@ -166,9 +176,9 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
     ],
   });
   for (const r of opts.runs) {
-    modelcar.addRun(r.name, {
+    const pipelineRun = modelcar.addRun(r.name, {
       name: r.name,
-      model: { repo: MODEL_REPO },
+      model: { repo: MODEL_REPO, revision: r.revision },
       tags: r.tags,
       fsGroup: r.fsGroup === 'namespace' ? undefined : r.fsGroup ?? FS_GROUP,
       storage: Size.gibibytes(10),
@@ -176,6 +186,7 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
       forceRebuild: r.forceRebuild,
       registeredModelName: r.registeredModelName,
     });
+    opts.onRun?.(r.name, pipelineRun);
   }
   GitOpsLayout.write(app, { outdir, namespace: NAMESPACE });
   return readManifests(outdir);
