@@ -116,6 +116,11 @@ describe('a published image is registered in the model registry by digest', () =
     expect(status(r, ['build-image', 'push-internal', 'register-model'])).toEqual(['build-image:Skipped', 'push-internal:Skipped', 'register-model:Succeeded']);
     expect(registry.writes()).toHaveLength(writes);
     expect(stepLog(r, 'register-model', 'register')).toContain(`is already registered with ${first.results.INTERNAL_IMAGE_DIGEST}: left as it is`);
+    // What the stand-in stored after the two runs, for a person to read (MODELCAR_REGISTRY_RECORDS=<file>).
+    if (process.env.MODELCAR_REGISTRY_RECORDS) {
+      const records = { models: registry.models, versions: registry.versions, artifacts: registry.artifacts };
+      fs.writeFileSync(process.env.MODELCAR_REGISTRY_RECORDS, JSON.stringify(records, undefined, 1));
+    }
   });
 
   test('3. a new model commit makes a new version of the same registered model', async () => {
