@@ -143,6 +143,45 @@ describe('register-model.py against the stand-in model registry', () => {
     expect(registry.writes()).toHaveLength(before);
   });
 
+  test('two runs at once: a model, version and artifact another run made between the look-up and the create (409) are taken as they are, never twice', async () => {
+    // GIVEN another run of the same image, which creates each record just before this run's create reaches the registry
+    const name = 'race/model';
+    const version = `${COMMIT.slice(0, 12)}-${'c'.repeat(12)}`;
+    const uri = `oci://image-registry.openshift-image-registry.svc:5000/ns/model@${DIGEST}`;
+    const modelId = () => registry.models.find((m) => m.name === name)!.id!;
+    const versionId = () => registry.versions.find((v) => v.name === version && v.registeredModelId === modelId())!.id!;
+    registry.beforeNext('POST /registered_models', (r) => r._create('model', { name }));
+    registry.beforeNext('POST /model_versions', (r) => r._create('version', { name: version, registeredModelId: modelId() }));
+    registry.beforeNext(/^POST \/model_versions\/\d+\/artifacts$/, (r) => r._create('artifact', {
+      artifactType: 'model-artifact', name: `race-model-${version}`, uri,
+    }, versionId()));
+    const from = registry.requests.length;
+
+    // WHEN
+    const r = await register({ REGISTERED_MODEL_NAME: name });
+
+    // THEN each create met the registry's 409, and the run took the record the other run made
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(registry.requests.slice(from).filter((q) => q.method === 'POST').map((q) => q.status)).toEqual([409, 409, 409]);
+    expect(r.stdout.match(/created meanwhile by another run \(409\): taken as it is/g)).toHaveLength(3);
+    expect(r.stdout).toContain(`version ${version} is already registered with ${DIGEST}: left as it is`);
+    expect(registry.models.filter((m) => m.name === name)).toHaveLength(1);
+    expect(registry.versions.filter((v) => v.registeredModelId === modelId())).toHaveLength(1);
+    expect(registry.artifacts.filter((a) => a._version === versionId())).toEqual([expect.objectContaining({ uri })]);
+  });
+
+  test('fails when another run registers another digest under the version at the same moment, naming both', async () => {
+    const name = 'race/other-digest';
+    const version = `${COMMIT.slice(0, 12)}-${'c'.repeat(12)}`;
+    const other = `oci://image-registry.openshift-image-registry.svc:5000/ns/model@sha256:${'a'.repeat(64)}`;
+    registry.beforeNext(/^POST \/model_versions\/\d+\/artifacts$/, (r) => r._create('artifact', {
+      artifactType: 'model-artifact', name: `race-other-digest-${version}`, uri: other,
+    }, r.versions[r.versions.length - 1].id));
+    const r = await register({ REGISTERED_MODEL_NAME: name });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`is registered with ${other}, not oci://image-registry.openshift-image-registry.svc:5000/ns/model@${DIGEST}`);
+  });
+
   test('fails when the proxy refuses the token (401), in the proxy\'s words', async () => {
     const r = await register({ SA_TOKEN_FILE: path.join(tmp, 'wrong-token') });
     expect(r.code).toBe(1);

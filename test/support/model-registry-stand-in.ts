@@ -104,6 +104,7 @@ export class StandInModelRegistry {
   /** Model artifacts, each with the id of its version (`_version`, not part of the API). */
   readonly artifacts: Entity[] = [];
   private server: https.Server | undefined;
+  private readonly rivals: { request: string | RegExp; act: (registry: StandInModelRegistry) => void }[] = [];
   private nextId = 1;
   private port = 0;
   private readonly tokens: Map<string, { account: string; allowed: boolean }>;
@@ -142,6 +143,25 @@ export class StandInModelRegistry {
     const s = this.server;
     this.server = undefined;
     if (s) await new Promise<void>((resolve) => { s.closeAllConnections(); s.close(() => resolve()); });
+  }
+
+  /**
+   * Another run, racing: `act` runs once, just before the next request `METHOD /path` (the path under the API's
+   * prefix, e.g. `POST /model_versions`) is handled, so that what the client looked up a moment before has changed
+   * (say, the version it did not find now exists). `act` gets this registry to change its state as a client would.
+   */
+  beforeNext(request: string | RegExp, act: (registry: StandInModelRegistry) => void): void {
+    this.rivals.push({ request, act });
+  }
+
+  /** Creates a registered model, a version or an artifact as another client would (same ids, same checks). @internal */
+  _create(kind: 'model' | 'version' | 'artifact', fields: Entity, versionId?: string): Entity {
+    const now = String(Date.now());
+    const entity = {
+      state: 'LIVE', ...fields, ...(versionId ? { _version: versionId } : {}), id: String(this.nextId++), createTimeSinceEpoch: now, lastUpdateTimeSinceEpoch: now,
+    };
+    (kind === 'model' ? this.models : kind === 'version' ? this.versions : this.artifacts).push(entity);
+    return entity;
   }
 
   /** The requests that changed the state (POST, PATCH). */
@@ -183,6 +203,8 @@ export class StandInModelRegistry {
       ...fields, id: String(this.nextId++), createTimeSinceEpoch: now(), lastUpdateTimeSinceEpoch: now(),
     });
     const p = url.pathname.startsWith(API) ? url.pathname.slice(API.length) : undefined;
+    const rival = this.rivals.findIndex((r) => (typeof r.request === 'string' ? r.request === `${method} ${p}` : r.request.test(`${method} ${p}`)));
+    if (rival >= 0) this.rivals.splice(rival, 1)[0].act(this);
     let m: RegExpExecArray | null;
     if (method === 'GET' && p === '/registered_model') {
       const found = this.models.find((x) => x.name === query.name);

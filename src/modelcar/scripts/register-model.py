@@ -136,39 +136,60 @@ def register(reg):
     properties.update({f"image_{name}": f"{repository}@{digest}" for name, repository in targets.items()})
     print(f"register-model: {model_name} version {version_name} -> {uri} at {reg.url}", flush=True)
 
-    model = reg.call("GET", "/registered_model", "finding registered model " + model_name, query={"name": model_name}, missing_ok=True)
-    if model is None:
-        model = reg.call("POST", "/registered_models", "creating registered model " + model_name,
-                         {"name": model_name, "description": f"{repo}, packaged as a modelcar image"})
-        print(f"  created registered model {model_name} (id {model['id']})", flush=True)
-    find = lambda: reg.call("GET", "/model_version", f"finding version {version_name}",  # noqa: E731
-                            query={"name": version_name, "parentResourceId": model["id"]}, missing_ok=True)
-    version = find()
-    if version is None:
-        body = {"name": version_name, "registeredModelId": model["id"], "author": "cdk8s-modelcar-tekton",
-                "description": f"{repo} at {commit}, build configuration {config}", "customProperties": string_values(properties)}
+    # Each record is looked up, then created if absent. Another run (the same variant re-created by Argo CD, a
+    # re-run) may create it between the two: the registry then answers 409, and the record it made is taken
+    # as found and compared below, so two runs at once never make a duplicate.
+    def find_or_create(kind, find, create):
+        found = find()
+        if found is not None:
+            return found, False
         try:
-            version = reg.call("POST", "/model_versions", f"creating version {version_name}", body)
-            print(f"  created version {version_name} (id {version['id']})", flush=True)
+            return create(), True
         except RegistrationError as e:
-            version = find()  # another run created it meanwhile: compare with it below
-            if version is None or "(409" not in str(e):
+            found = find() if "(409" in str(e) else None
+            if found is None:
                 raise
-    artifacts = reg.call("GET", f"/model_versions/{version['id']}/artifacts", f"listing the artifacts of version {version_name}",
-                         query={"artifactType": "model-artifact", "pageSize": "100"})
-    uris = [a.get("uri", "") for a in artifacts.get("items", [])]
-    if uri in uris:
+            print(f"  {kind} was created meanwhile by another run (409): taken as it is", flush=True)
+            return found, False
+
+    model, made = find_or_create(
+        "registered model " + model_name,
+        lambda: reg.call("GET", "/registered_model", "finding registered model " + model_name, query={"name": model_name}, missing_ok=True),
+        lambda: reg.call("POST", "/registered_models", "creating registered model " + model_name,
+                         {"name": model_name, "description": f"{repo}, packaged as a modelcar image"}))
+    if made:
+        print(f"  created registered model {model_name} (id {model['id']})", flush=True)
+    body = {"name": version_name, "registeredModelId": model["id"], "author": "cdk8s-modelcar-tekton",
+            "description": f"{repo} at {commit}, build configuration {config}", "customProperties": string_values(properties)}
+    version, made = find_or_create(
+        "version " + version_name,
+        lambda: reg.call("GET", "/model_version", f"finding version {version_name}",
+                         query={"name": version_name, "parentResourceId": model["id"]}, missing_ok=True),
+        lambda: reg.call("POST", "/model_versions", f"creating version {version_name}", body))
+    if made:
+        print(f"  created version {version_name} (id {version['id']})", flush=True)
+
+    def registered():
+        artifacts = reg.call("GET", f"/model_versions/{version['id']}/artifacts", f"listing the artifacts of version {version_name}",
+                             query={"artifactType": "model-artifact", "pageSize": "100"})
+        uris = [a.get("uri", "") for a in artifacts.get("items", [])]
+        if uris and uri not in uris:
+            raise RegistrationError(f"version {version_name} of {model_name} is registered with {', '.join(uris)}, not {uri}: the same "
+                                    "commit and build configuration built another image; archive that version in the registry, or "
+                                    "rebuild with rebuildNonce, then run again")
+        return uri if uris else None
+
+    _, made = find_or_create(
+        "the model artifact of version " + version_name,
+        registered,
+        lambda: reg.call("POST", f"/model_versions/{version['id']}/artifacts", f"adding the model artifact to version {version_name}",
+                         {"artifactType": "model-artifact", "name": model_name.replace("/", "-") + "-" + version_name, "uri": uri,
+                          "modelFormatName": env("MODEL_FORMAT_NAME"), "modelFormatVersion": env("MODEL_FORMAT_VERSION"),
+                          "customProperties": string_values({"image_digest": digest, "pipeline_run": env("PIPELINE_RUN")})}))
+    if made:
+        print(f"  registered {uri} as version {version_name} of {model_name}", flush=True)
+    else:
         print(f"  version {version_name} is already registered with {digest}: left as it is", flush=True)
-        return
-    if uris:
-        raise RegistrationError(f"version {version_name} of {model_name} is registered with {', '.join(uris)}, not {uri}: the same commit "
-                                "and build configuration built another image; archive that version in the registry, or rebuild with "
-                                "rebuildNonce, then run again")
-    reg.call("POST", f"/model_versions/{version['id']}/artifacts", f"adding the model artifact to version {version_name}",
-             {"artifactType": "model-artifact", "name": model_name.replace("/", "-") + "-" + version_name, "uri": uri,
-              "modelFormatName": env("MODEL_FORMAT_NAME"), "modelFormatVersion": env("MODEL_FORMAT_VERSION"),
-              "customProperties": string_values({"image_digest": digest, "pipeline_run": env("PIPELINE_RUN")})})
-    print(f"  registered {uri} as version {version_name} of {model_name}", flush=True)
 
 
 def main():
