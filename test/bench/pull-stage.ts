@@ -20,8 +20,9 @@
  * connection at `capBytesPerSecond` (a registry behind a link or CDN that caps each stream; TLS passes through
  * untouched) and counts the bytes it carries.
  *
- * Day 2: a node that holds revision 1 of an image (pulled over loopback) pulls revision 2 (one shard changed)
- * through the capped link: per-file layers move what changed, the seed's squashed layer moves everything.
+ * Day 2: a node that holds revision 1 of an image (pulled over loopback) pulls revision 2 (one shard changed), or
+ * revision 3 (config.json changed, nothing else), through the capped link: per-file layers move what changed, the
+ * seed's squashed layer moves everything; what the node re-creates above a changed layer shows in what it stores.
  *
  * Measured per pull: wall time, CPU time and peak RSS of skopeo (`/usr/bin/time`), CPU time of the registry
  * process (/proc/PID/stat), bytes stored in the node (du of the store after the pull), peak disk of the node during
@@ -36,7 +37,7 @@ import { Transform, TransformCallback } from 'stream';
 import { duBytes, sampleDisk } from './disk';
 import { MODEL_COMMIT, repositoryOf, runModelcar, synthesizePipeline, World } from '../e2e/modelcar/world';
 import { BuildahStore, buildahStore } from '../e2e/support/buildah';
-import { reviseShard, SyntheticModel } from '../e2e/support/model-fixture';
+import { reviseShard, reviseSmallFile, SyntheticModel } from '../e2e/support/model-fixture';
 import { LocalRegistry } from '../e2e/support/registry';
 import { run } from '../e2e/support/tools';
 
@@ -291,6 +292,7 @@ export async function layersOf(registry: LocalRegistry, reference: string): Prom
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const REVISION_2 = 'fedcba9876543210fedcba9876543210fedcba92';
+const REVISION_3 = 'fedcba9876543210fedcba9876543210fedcba93';
 
 export interface PullStageOptions {
   /** Pulls of each image over each link; the best (shortest wall time) is kept. */
@@ -305,7 +307,10 @@ export interface PullStageResult {
   readonly pulls: PullFigures[];
   /** Best of the runs per image and link. */
   readonly best: PullFigures[];
-  /** Day 2: revision 2 pulled into a node holding revision 1, through the capped link. */
+  /**
+   * Day 2: revision 2 (one shard changed), then revision 3 (config.json changed, nothing else), each pulled into a
+   * node holding revision 1, through the capped link.
+   */
   readonly day2: PullFigures[];
   readonly changedShard: string;
   readonly changedShardBytes: number;
@@ -317,12 +322,15 @@ export async function pullStage(world: World, model: SyntheticModel, work: strin
   const shard = model.files.find((f) => f.path.endsWith('.safetensors'))!;
   process.stderr.write(`pull: revision 2 of the model (${shard.path} changed)...\n`);
   const rev2 = await reviseShard(model, path.join(work, 'model-rev2'), shard.path, 'revision-2');
+  // What a revision most often changes alone: the config (here, one setting more).
+  const config = JSON.parse(fs.readFileSync(path.join(model.dir, 'config.json'), 'utf8'));
+  const rev3 = await reviseSmallFile(model, path.join(work, 'model-rev3'), 'config.json', JSON.stringify({ ...config, max_position_embeddings: 32768 }));
 
   // Ours: the layout pipeline, as the build stage runs it, once per revision.
   const manifests = synthesizePipeline(world, path.join(work, 'dist-pull'), {
-    runs: [{ name: 'pull-1', tags: ['pull-1'] }, { name: 'pull-2', tags: ['pull-2'] }],
+    runs: [{ name: 'pull-1', tags: ['pull-1'] }, { name: 'pull-2', tags: ['pull-2'] }, { name: 'pull-3', tags: ['pull-3'] }],
   });
-  for (const [runName, m, commit] of [['pull-1', model, MODEL_COMMIT], ['pull-2', rev2, REVISION_2]] as const) {
+  for (const [runName, m, commit] of [['pull-1', model, MODEL_COMMIT], ['pull-2', rev2, REVISION_2], ['pull-3', rev3, REVISION_3]] as const) {
     process.stderr.write(`pull: building ours (${runName}) with the layout pipeline...\n`);
     const runs = path.join(work, `runs-${runName}`);
     const logFile = fs.createWriteStream(path.join(work, `${runName}.log`));
@@ -334,7 +342,7 @@ export async function pullStage(world: World, model: SyntheticModel, work: strin
   // The seed's: buildah on this host (root, vfs store in the work dir), one build per revision.
   const store = buildahStore(path.join(work, 'buildah-seed'));
   try {
-    for (const [tag, m] of [['seed-1', model], ['seed-2', rev2]] as const) {
+    for (const [tag, m] of [['seed-1', model], ['seed-2', rev2], ['seed-3', rev3]] as const) {
       process.stderr.write(`pull: building the seed's (${tag}) with buildah...\n`);
       await buildSeedImage(store, { reference: world.base.reference, registry: world.internal }, m.dir, world.quay, `${repo}:${tag}`);
     }
@@ -343,8 +351,9 @@ export async function pullStage(world: World, model: SyntheticModel, work: strin
     fs.rmSync(path.join(work, 'buildah-seed'), { recursive: true, force: true });
   }
   fs.rmSync(rev2.dir, { recursive: true, force: true });
+  fs.rmSync(rev3.dir, { recursive: true, force: true });
 
-  const images = [{ image: 'seed', tags: ['seed-1', 'seed-2'] }, { image: 'ours', tags: ['pull-1', 'pull-2'] }];
+  const images = [{ image: 'seed', tags: ['seed-1', 'seed-2', 'seed-3'] }, { image: 'ours', tags: ['pull-1', 'pull-2', 'pull-3'] }];
   const layers: PullStageResult['layers'] = {};
   for (const i of images) layers[i.image] = await layersOf(world.quay, `${repo}:${i.tags[0]}`);
 
@@ -388,14 +397,16 @@ export async function pullStage(world: World, model: SyntheticModel, work: strin
         }
       }
     }
-    for (const i of images) {
-      process.stderr.write(`pull: day 2 of ${i.image} (revision 1 over loopback, then revision 2 over ${capLabel})...`);
-      const f = await withNode(async (node) => {
-        await pull(node, { ...via('loopback', i.tags[0]), label: { image: i.image, link: 'loopback (day 1)' } });
-        return pull(node, { ...via('capped', i.tags[1]), label: { image: i.image, link: `${capLabel} (day 2)` } });
-      });
-      process.stderr.write(` ${f.wallSeconds.toFixed(2)} s, ${(f.bytesDown / MiB).toFixed(1)} MiB moved\n`);
-      day2.push(f);
+    for (const [revision, what] of [[1, 'day 2, a shard'], [2, 'day 2, config.json']] as const) {
+      for (const i of images) {
+        process.stderr.write(`pull: ${what} of ${i.image} (revision 1 over loopback, then revision ${revision + 1} over ${capLabel})...`);
+        const f = await withNode(async (node) => {
+          await pull(node, { ...via('loopback', i.tags[0]), label: { image: i.image, link: 'loopback (day 1)' } });
+          return pull(node, { ...via('capped', i.tags[revision]), label: { image: i.image, link: `${capLabel} (${what})` } });
+        });
+        process.stderr.write(` ${f.wallSeconds.toFixed(2)} s, ${(f.bytesDown / MiB).toFixed(1)} MiB moved, ${(f.storedBytes / MiB).toFixed(1)} MiB stored\n`);
+        day2.push(f);
+      }
     }
   } finally {
     await proxy.close();
@@ -421,10 +432,12 @@ export function pullTable(r: PullStageResult, model: SyntheticModel, runs: numbe
     f.link === 'loopback' ? '-' : mib(f.bytesDown), f.link === 'loopback' ? '-' : f.meanBusyStreams.toFixed(2)];
   for (const f of [...r.best, ...r.day2]) rows.push(row(f));
   const widths = rows[0].map((_, i) => Math.max(...rows.map((x) => x[i].length)));
-  lines.push(`  pull: best of ${runs} per image and link; day 2 = revision 2 (${r.changedShard}, ${mib(r.changedShardBytes)}, changed) into a node holding revision 1`);
+  lines.push(`  pull: best of ${runs} per image and link; day 2 = revision 2 (${r.changedShard}, ${mib(r.changedShardBytes)}, changed) or 3 (config.json changed) `
+    + 'into a node holding revision 1');
   for (const x of rows) lines.push(`  ${x.map((c, i) => c.padEnd(widths[i])).join('  ')}`);
   const pair = (list: PullFigures[], link: string) => [list.find((f) => f.image === 'seed' && f.link === link)!, list.find((f) => f.image === 'ours' && f.link === link)!];
-  for (const [list, link] of [...[...new Set(r.best.map((f) => f.link))].map((l) => [r.best, l] as const), [r.day2, r.day2[0].link] as const]) {
+  for (const [list, link] of [...[...new Set(r.best.map((f) => f.link))].map((l) => [r.best, l] as const),
+    ...[...new Set(r.day2.map((f) => f.link))].map((l) => [r.day2, l] as const)]) {
     const [seed, ours] = pair(list, link);
     lines.push(`  pull: seed/ours over ${link}: wall ${(seed.wallSeconds / ours.wallSeconds).toFixed(2)}x, node CPU ${(seed.skopeoCpuSeconds / ours.skopeoCpuSeconds).toFixed(2)}x`
       + `, stored ${(seed.storedBytes / ours.storedBytes).toFixed(2)}x${seed.bytesDown ? `, moved ${(seed.bytesDown / ours.bytesDown).toFixed(2)}x` : ''}`);

@@ -5,7 +5,8 @@ The previous step copied the pinned base image into LAYOUT under the reference B
 This script (Python standard library only):
 
 1. splits the model's files into layers: each file of at least LARGE_FILE_BYTES gets a layer
-   of its own, the smaller files share one (very large single layers break some registries);
+   of its own, the smaller files share one, on top (very large single layers break some
+   registries; see plan_layers for the order);
    the image, base included, has MAX_LAYERS layers at most (Docker stops at 125, moby
    layer/layer_store.go maxLayerDepth; overlayfs at 500 lower dirs, OVL_MAX_STACK), so past it
    neighbouring layers are merged, the smallest pairs first;
@@ -178,22 +179,30 @@ def model_files(model_dir, sums):
 
 
 def plan_layers(model_dir, files, large, room):
-    """Small files (together) first, then one layer per large file; past `room` layers,
-    the two neighbouring layers with the fewest bytes together become one, again and again:
-    no file is split, the largest files keep their own layers, and the plan depends on the
-    model and `room` only."""
+    """One layer per large file, then the small files together, last. Past `room` layers,
+    the two neighbouring large-file layers with the fewest bytes together become one, again
+    and again, the small files keeping their own layer on top (while room allows two): no
+    file is split, the largest files keep their own layers, and the plan depends on the
+    model and `room` only.
+
+    The small files go on top because they are what a new revision most often changes
+    alone (config, tokenizer, generation settings), and a node's containers/storage names a
+    layer by its chain (every layer under it): a changed layer makes the node re-create every
+    layer above it from its local copy. On top, a config-only revision re-creates one small
+    layer, not the whole model."""
     small, big = [], []
     for rel in files:
         size = os.path.getsize(os.path.join(model_dir, rel))
         (big if size >= large else small).append((rel, size))
-    layers = [small] if small else []
-    layers.extend([f] for f in big)
-    sizes = [sum(s for _, s in layer) for layer in layers]
-    while len(layers) > room:
+    if small and room < 2:
+        return [big + small]
+    layers = [[f] for f in big]
+    sizes = [size for _, size in big]
+    while len(layers) > room - (1 if small else 0):
         i = min(range(len(layers) - 1), key=lambda i: sizes[i] + sizes[i + 1])
         layers[i:i + 2] = [layers[i] + layers[i + 1]]
         sizes[i:i + 2] = [sizes[i] + sizes[i + 1]]
-    return layers
+    return layers + [small] if small else layers
 
 
 def tar_header(name, size, mode, kind):

@@ -245,7 +245,9 @@ sys.stdout.write(t.tobuf(format=tarfile.PAX_FORMAT).hex())`, NAME, String(BIG)])
     const b = await build(dir, model, {}, 1000);
     const entries = b.manifest.layers.slice(1).flatMap((l: any) => tarEntries(fs.readFileSync(b.blob(l.digest))));
     const regular = entries.filter((e: TarEntry) => e.type === '0');
-    expect(regular.map((e: TarEntry) => [e.name, e.ustarSize])).toEqual(Object.entries(files).map(([p, n]) => [`models/${p}`, n]));
+    // The large files' layers first, then the small files' layer (config.json, under the 4 KiB threshold) on top.
+    const layerOrder = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'tokenizer/tokenizer.json', 'config.json'] as const;
+    expect(regular.map((e: TarEntry) => [e.name, e.ustarSize])).toEqual(layerOrder.map((p) => [`models/${p}`, files[p]]));
     // The path under test was taken: base-256 size fields and PAX records for all but the 600-byte file.
     expect(regular.filter((e: TarEntry) => e.sizeField.startsWith('80')).map((e: TarEntry) => e.paxSize)).toEqual([20_000, 9_000, 5_000]);
     expect(entries.every((e: TarEntry) => e.checksumOk)).toBe(true);
@@ -294,11 +296,13 @@ describe('reproducible layers', () => {
       [`deep/${'d'.repeat(90)}/long-name-${'n'.repeat(40)}.bin`]: 700,
     });
     const b = await build(dir, model);
+    // The small files' layer moved on top (plan_layers: a config-only revision then re-creates one small layer on a
+    // node): every layer keeps its digest, only their order (and so the manifest's digest) changed.
     expect(b.manifest.layers.slice(1).map((l: any) => l.digest)).toEqual([
-      'sha256:f4769ece21f8f255e745ae27a5aa99ef019c290efa9cd6e041e212031275796f', // config.json and the long name (small files)
       'sha256:a3b15afb7e075c356d60d3d051aade4c9c6f533cc420fb62686fe99036de84f4', // model-00001-of-00002.safetensors
       'sha256:dc20a8240bccf1f53ebbc363ed5400188aa946461d944cc178c275209b3ab9e5', // model-00002-of-00002.safetensors
       'sha256:f772d5412955a7812663f1384f437e29d2fea55dbea3db2d82cb941f4687860f', // tokenizer/tokenizer.json
+      'sha256:f4769ece21f8f255e745ae27a5aa99ef019c290efa9cd6e041e212031275796f', // config.json and the long name (small files)
     ]);
     expect(b.manifest.layers.slice(1).every((l: any) => l.mediaType === 'application/vnd.oci.image.layer.v1.tar')).toBe(true);
   });
@@ -332,9 +336,11 @@ describe('layer cap (Docker stops at 125 layers, overlayfs at 500)', () => {
     fs.mkdirSync(root);
     for (const l of a.manifest.layers.slice(1)) await run('tar', ['-xf', a.blob(l.digest), '-C', root]);
     for (const [p, size] of Object.entries(files)) expect(fs.readFileSync(path.join(root, 'models', p)).equals(bytesOf(p, size))).toBe(true);
-    // Merged layers hold neighbours (byte order kept), and the largest file still has a layer of its own.
+    // Merged layers hold neighbouring shards (byte order kept), the small files keep their own layer on top, and the
+    // largest file still has a layer of its own.
     const order = perLayer.flat().map((e: TarEntry) => e.name);
-    expect(order).toEqual([...order].sort());
+    expect(order.slice(0, -1)).toEqual([...order.slice(0, -1)].sort());
+    expect(perLayer[perLayer.length - 1].map((e: TarEntry) => e.name)).toEqual(['models/config.json']);
     const largest = Object.entries(files).sort((x, y) => y[1] - x[1])[0][0];
     expect(perLayer.find((entries: TarEntry[]) => entries.some((e) => e.name === `models/${largest}`))).toHaveLength(1);
     expect(perLayer.filter((entries: TarEntry[]) => entries.length === 1).length).toBeGreaterThan(40);

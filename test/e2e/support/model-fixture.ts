@@ -207,6 +207,22 @@ export async function reviseShard(model: SyntheticModel, dir: string, shard: str
   return { dir, files, totalBytes: model.totalBytes, weights: model.weights };
 }
 
+/**
+ * The next revision of `model` in `dir` (created) in which only the small file `file` (say, config.json) changed:
+ * every other file hard-linked from `model`, `file` written anew with `content`.
+ */
+export async function reviseSmallFile(model: SyntheticModel, dir: string, file: string, content: string): Promise<SyntheticModel> {
+  const old = model.files.find((f) => f.path === file);
+  if (!old || file.endsWith('.safetensors')) throw new Error(`reviseSmallFile: ${file} is not a small file of ${model.dir}`);
+  fs.mkdirSync(dir, { recursive: true });
+  for (const f of model.files) if (f.path !== file) fs.linkSync(path.join(model.dir, f.path), path.join(dir, f.path));
+  fs.writeFileSync(path.join(dir, file), content);
+  const size = Buffer.byteLength(content);
+  const sha256 = createHash('sha256').update(content).digest('hex');
+  const files = model.files.map((f) => (f.path === file ? { ...f, size, sha256 } : f));
+  return { dir, files, totalBytes: model.totalBytes - old.size + size, weights: model.weights };
+}
+
 /** sha256 (hex) of a file, streamed. */
 export async function sha256File(file: string): Promise<string> {
   const hash = createHash('sha256');
