@@ -36,6 +36,7 @@ import * as path from 'path';
 import { Transform, TransformCallback } from 'stream';
 import { duBytes, sampleDisk } from './disk';
 import { MODEL_COMMIT, repositoryOf, runModelcar, synthesizePipeline, World } from '../e2e/modelcar/world';
+import { ociArchitecture } from '../e2e/support/base-image';
 import { BuildahStore, buildahStore } from '../e2e/support/buildah';
 import { reviseShard, reviseSmallFile, SyntheticModel } from '../e2e/support/model-fixture';
 import { LocalRegistry } from '../e2e/support/registry';
@@ -283,10 +284,20 @@ export async function buildSeedImage(store: BuildahStore, base: { reference: str
   await store.buildah(['rm', ctr]);
 }
 
-/** Layer media types and sizes of an image in a registry (skopeo inspect --raw). */
+/**
+ * Layer media types and sizes of an image in a registry (skopeo inspect --raw): of this host's platform's manifest
+ * when the image is an index (what a node of this architecture pulls).
+ */
 export async function layersOf(registry: LocalRegistry, reference: string): Promise<{ mediaType: string; size: number }[]> {
-  const r = await run('skopeo', ['inspect', '--raw', '--cert-dir', registry.certDir, '--authfile', registry.authFile, `docker://${reference}`]);
-  return (JSON.parse(r.stdout).layers as { mediaType: string; size: number }[]).map((l) => ({ mediaType: l.mediaType, size: l.size }));
+  const raw = async (ref: string) => JSON.parse((await run('skopeo', ['inspect', '--raw', '--cert-dir', registry.certDir, '--authfile', registry.authFile,
+    `docker://${ref}`])).stdout);
+  let manifest = await raw(reference);
+  if (manifest.manifests) {
+    const own = manifest.manifests.find((m: any) => m.platform?.architecture === ociArchitecture());
+    if (!own) throw new Error(`layersOf: ${reference} is an index without a manifest for ${ociArchitecture()}`);
+    manifest = await raw(`${reference.replace(/[:@][^/]*$/, '')}@${own.digest}`);
+  }
+  return (manifest.layers as { mediaType: string; size: number }[]).map((l) => ({ mediaType: l.mediaType, size: l.size }));
 }
 
 const MiB = 1024 * 1024;
