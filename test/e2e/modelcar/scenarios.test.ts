@@ -287,7 +287,9 @@ describe('modelcar pipeline end to end (layout builder, the default)', () => {
     });
     expect(statuses(b)).toEqual(['download-model:Succeeded', 'build-image:Failed', 'push-internal:Skipped', 'push-quay:Skipped']);
     expect(b.status).toBe('Failed');
-    expect(stepLog(b, 'build-image', 'layers')).toMatch(/layer 3\/4: sha256:/);
+    // The first two shards' layers were written (the small files' layer comes last, on top), then the third failed.
+    expect(stepLog(b, 'build-image', 'layers')).toMatch(/layer 2\/4: sha256:/);
+    expect(stepLog(b, 'build-image', 'layers')).not.toMatch(/layer 3\/4: sha256:/);
     expect(stepLog(b, 'build-image', 'layers')).toContain('model-00003-of-00003.safetensors does not match SHA256SUMS from the download');
     await expectNothingPushed('stale-b');
     // The old artifact is still on the volume, untouched, and was not pushed for run B; run B has no artifact.
