@@ -26,6 +26,8 @@ function runBuildConfig(env: { spec: string; include: string; exclude: string; c
     execFileSync('sh', [SCRIPT], {
       env: {
         PATH: process.env.PATH,
+        // The script's scratch file goes here, not in the host's /tmp.
+        TMPDIR: dir,
         BUILD_CONFIG_SPEC: env.spec,
         MODEL_INCLUDE: env.include,
         MODEL_EXCLUDE: env.exclude,

@@ -21,13 +21,15 @@ include="$*"
 set -- ${MODEL_EXCLUDE}
 exclude="$*"
 set +f
-printf '%s\ninclude: %s\nexclude: %s\n' "${BUILD_CONFIG_SPEC}" "${include}" "${exclude}" > /tmp/build-config.txt
-digest="sha256:$(sha256sum < /tmp/build-config.txt | cut -d' ' -f1)"
+# In the step's /tmp; run on its own (the tests), in TMPDIR.
+config="${TMPDIR:-/tmp}/build-config.txt"
+printf '%s\ninclude: %s\nexclude: %s\n' "${BUILD_CONFIG_SPEC}" "${include}" "${exclude}" > "${config}"
+digest="sha256:$(sha256sum < "${config}" | cut -d' ' -f1)"
 echo "build configuration ${digest}:"
 # Indented for the log; plain shell, since the tools image has no sed (image-inventory.ts).
 while IFS= read -r line; do
   printf '  %s\n' "${line}"
-done < /tmp/build-config.txt
+done < "${config}"
 printf '%s' "${digest}" > "${RESULT_BUILD_CONFIG}"
 commit=$(cat "${RESOLVED_REVISION_FILE}")
 # 40 hex (sha1), or 64 should the hub move to sha256.
