@@ -41,29 +41,14 @@ import hashlib
 import json
 import os
 import sys
-import tarfile
 import time
 
-OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
-OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
-OCI_CONFIG = 'application/vnd.oci.image.config.v1+json'
-OCI_LAYER_TAR = 'application/vnd.oci.image.layer.v1.tar'
-REF_NAME = 'org.opencontainers.image.ref.name'
-# Docker schema 2 media types skopeo may leave in a layout, and their OCI equivalents.
-DOCKER_TO_OCI = {
-    'application/vnd.docker.container.image.v1+json': OCI_CONFIG,
-    'application/vnd.docker.image.rootfs.diff.tar.gzip': 'application/vnd.oci.image.layer.v1.tar+gzip',
-    'application/vnd.docker.image.rootfs.diff.tar': OCI_LAYER_TAR,
-}
-EPOCH = 0  # every entry's mtime and the image's "created": 1970-01-01T00:00:00Z
-CREATED = '1970-01-01T00:00:00Z'
+from oci_image import *
+
 CHUNK = 8 * 1024 * 1024
-BLOCK = 512
-OCTAL_MAX = 8 ** 11 - 1  # the largest size the ustar header's 11 octal digits hold
 
 
-class BuildError(Exception):
-    pass
+BuildError = ImageError
 
 
 def env(name, default=None):
@@ -112,9 +97,7 @@ class Blobs:
         f.close()
         os.replace(tmp, self.path(digest))
 
-    def write_json(self, obj, label):
-        data = json.dumps(obj, separators=(',', ':')).encode()
-        digest = 'sha256:' + hashlib.sha256(data).hexdigest()
+    def write_blob(self, data, digest, label):
         tmp, f = self.open_temp(label)
         f.write(data)
         self.commit(tmp, f, digest)
@@ -178,74 +161,15 @@ def model_files(model_dir, sums):
     return found
 
 
-def plan_layers(model_dir, files, large, room):
-    """One layer per large file, then the small files together, last. Past `room` layers,
-    the two neighbouring large-file layers with the fewest bytes together become one, again
-    and again, the small files keeping their own layer on top (while room allows two): no
-    file is split, the largest files keep their own layers, and the plan depends on the
-    model and `room` only.
-
-    The small files go on top because they are what a new revision most often changes
-    alone (config, tokenizer, generation settings), and a node's containers/storage names a
-    layer by its chain (every layer under it): a changed layer makes the node re-create every
-    layer above it from its local copy. On top, a config-only revision re-creates one small
-    layer, not the whole model."""
-    small, big = [], []
-    for rel in files:
-        size = os.path.getsize(os.path.join(model_dir, rel))
-        (big if size >= large else small).append((rel, size))
-    if small and room < 2:
-        return [big + small]
-    layers = [[f] for f in big]
-    sizes = [size for _, size in big]
-    while len(layers) > room - (1 if small else 0):
-        i = min(range(len(layers) - 1), key=lambda i: sizes[i] + sizes[i + 1])
-        layers[i:i + 2] = [layers[i] + layers[i + 1]]
-        sizes[i:i + 2] = [sizes[i] + sizes[i + 1]]
-    return layers + [small] if small else layers
-
-
-def tar_header(name, size, mode, kind):
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mode = mode
-    info.type = kind
-    info.uid = info.gid = 0
-    info.uname = info.gname = ''
-    info.mtime = EPOCH
-    big = size > OCTAL_MAX
-    if big:
-        info.pax_headers = {'size': str(size)}
-    buf = info.tobuf(format=tarfile.PAX_FORMAT, encoding='utf-8', errors='strict')
-    if not big:
-        return buf
-    # Past 11 octal digits (8 GiB) tarfile puts the size in the PAX record only and 0 in the
-    # ustar field, and a reader that skips PAX (Clair's tarfs, containers/olot#210) takes the
-    # file for empty and reads its data as headers. The ustar field gets the size too, in GNU
-    # tar's base-256 form, which GNU tar, Go's archive/tar (containers/storage, Docker) and
-    # Clair's tarfs parse in any header; PAX readers take the record. Smaller files keep
-    # the plain PAX headers, so their layers keep their digests.
-    head = bytearray(buf[-BLOCK:])
-    head[124:136] = b'\x80' + size.to_bytes(11, 'big')
-    head[148:156] = b' ' * 8
-    head[148:155] = b'%06o\0' % sum(head)
-    return buf[:-BLOCK] + bytes(head)
-
-
 def write_layer(blobs, index, model_dir, prefix, entries, sums, buf):
     tmp, raw = blobs.open_temp(f'layer{index}')
     out = HashingWriter(raw)
     try:
-        written_dirs = set()
-        for rel, size in entries:
-            # Parent directories first, each once per layer.
-            parts = rel.split('/')[:-1]
-            for i in range(len(parts) + 1):
-                d = '/'.join([prefix] + parts[:i])
-                if d not in written_dirs:
-                    written_dirs.add(d)
-                    out.write(tar_header(d, 0, 0o755, tarfile.DIRTYPE))
-            out.write(tar_header(f'{prefix}/{rel}', size, 0o644, tarfile.REGTYPE))
+        for piece in layer_pieces(prefix, entries):
+            if isinstance(piece, bytes):
+                out.write(piece)
+                continue
+            rel, size = piece
             file_sha = hashlib.sha256()
             remaining = size
             with open(os.path.join(model_dir, rel), 'rb', buffering=0) as src:
@@ -263,10 +187,6 @@ def write_layer(blobs, index, model_dir, prefix, entries, sums, buf):
             if file_sha.hexdigest() != sums[rel]:
                 raise BuildError(f'{rel} does not match SHA256SUMS from the download '
                                  f'(sha256 {file_sha.hexdigest()}, expected {sums[rel]}): refusing to build')
-            pad = (-size) % BLOCK
-            if pad:
-                out.write(b'\0' * pad)
-        out.write(b'\0' * (2 * BLOCK))
         digest = out.digest()
         blobs.commit(tmp, raw, digest)
         return digest, out.size
@@ -277,57 +197,12 @@ def write_layer(blobs, index, model_dir, prefix, entries, sums, buf):
         raise
 
 
-def oci_descriptor(desc, what):
-    media = DOCKER_TO_OCI.get(desc.get('mediaType'), desc.get('mediaType'))
-    if not media or not media.startswith('application/vnd.oci.image.'):
-        raise BuildError(f'the base image has a {what} of media type {desc.get("mediaType")!r}, which this builder does not handle')
-    out = {'mediaType': media, 'digest': desc['digest'], 'size': desc['size']}
-    if desc.get('annotations'):
-        out['annotations'] = desc['annotations']
-    return out
-
-
-def parse_platforms(text):
-    """PLATFORMS as (os, architecture[, variant]) tuples; none when empty."""
-    platforms = []
-    for word in text.split():
-        parts = tuple(word.split('/'))
-        if len(parts) not in (2, 3) or not all(parts):
-            raise BuildError(f'platform {word!r} in PLATFORMS is not os/architecture[/variant]')
-        if parts in platforms:
-            raise BuildError(f'platform {word!r} is twice in PLATFORMS')
-        platforms.append(parts)
-    return platforms
-
-
-def oci_platform(platform):
-    out = {'architecture': platform[1], 'os': platform[0]}
-    if len(platform) > 2:
-        out['variant'] = platform[2]
-    return out
-
-
 def image_manifest(blobs, base_manifest, config, new_layers, prefix, labels):
     """Writes the base's config with the model's layers, history and labels, and the manifest; returns
     (manifest, digest, size). `config` is changed."""
-    config.setdefault('rootfs', {'type': 'layers', 'diff_ids': []})['diff_ids'].extend(d for d, _, _ in new_layers)
-    history = config.setdefault('history', [])
-    for d, _, names in new_layers:
-        history.append({'created': CREATED, 'created_by': f'modelcar layout builder: /{prefix}: {names}'})
-    inner = config.setdefault('config', {})
-    merged = inner.get('Labels') or {}
-    merged.update(labels)
-    inner['Labels'] = merged
-    config['created'] = CREATED
-    config_digest, config_size = blobs.write_json(config, 'config')
-    manifest = {
-        'schemaVersion': 2,
-        'mediaType': OCI_MANIFEST,
-        'config': {'mediaType': OCI_CONFIG, 'digest': config_digest, 'size': config_size},
-        'layers': [oci_descriptor(layer, 'layer') for layer in base_manifest['layers']]
-        + [{'mediaType': OCI_LAYER_TAR, 'digest': d, 'size': s} for d, s, _ in new_layers],
-    }
-    digest, size = blobs.write_json(manifest, 'manifest')
+    config_blob, manifest_blob, manifest = model_image(base_manifest, config, new_layers, prefix, labels)
+    blobs.write_blob(*config_blob, 'config')
+    digest, size = blobs.write_blob(*manifest_blob, 'manifest')
     return manifest, digest, size
 
 
@@ -361,11 +236,7 @@ def main():
             raise BuildError(f'base image {named[0]["digest"]} is not a single-platform image manifest')
         config = blobs.read_json(base_manifest['config']['digest'])
         if platform is not None:
-            got = (config.get('os'), config.get('architecture'))
-            if got != platform[:2]:
-                raise BuildError(f'the base image for {"/".join(platform)} ({named[0]["digest"]}) is built for '
-                                 f'{got[0]}/{got[1]}: the base image must be an image index with a manifest for every '
-                                 'platform (pin it by the index digest), or build for the platforms it has')
+            check_base_platform(platform, config, named[0]['digest'])
         bases.append((platform, named[0]['digest'], base_manifest, config))
 
     sums = read_sums(env('SUMS_FILE'))
@@ -375,7 +246,7 @@ def main():
     if room < 1:
         raise BuildError(f'the base image has {base_layers} layers, MAX_LAYERS is {max_layers}: '
                          'no layer is left for the model; raise maxLayers or choose a base image with fewer layers')
-    plan = plan_layers(model_dir, files, large, room)
+    plan = plan_layers([(rel, os.path.getsize(os.path.join(model_dir, rel))) for rel in files], large, room)
     total = sum(size for layer in plan for _, size in layer)
     print(f'model: {len(files)} files, {total} bytes -> {len(plan)} layers '
           f'(files of {large} bytes or more get a layer of their own, up to {room} layers '
@@ -387,16 +258,11 @@ def main():
         t = time.monotonic()
         digest, size = write_layer(blobs, i, model_dir, prefix, entries, sums, buf)
         secs = time.monotonic() - t
-        names = ', '.join(rel for rel, _ in entries[:3]) + (f' and {len(entries) - 3} more' if len(entries) > 3 else '')
+        names = layer_names(entries)
         print(f'layer {i}/{len(plan)}: {digest} {size} bytes in {secs:.1f} s ({names})', flush=True)
         new_layers.append((digest, size, names))
 
-    labels = {
-        'org.opencontainers.image.source': f'https://huggingface.co/{repo}',
-        'io.kserve.modelcar.model': repo,
-        'io.kserve.modelcar.revision': revision,
-        'io.kserve.modelcar.build-config': build_config,
-    }
+    labels = model_labels(repo, revision, build_config)
     images = [(platform, image_manifest(blobs, base_manifest, config, new_layers, prefix, labels))
               for platform, _, base_manifest, config in bases]
     used = set()
@@ -407,12 +273,7 @@ def main():
         top_media = OCI_MANIFEST
     else:
         # The model layers are the same blobs in every platform's manifest: written once, pushed once.
-        top_digest, top_size = blobs.write_json({
-            'schemaVersion': 2,
-            'mediaType': OCI_INDEX,
-            'manifests': [{'mediaType': OCI_MANIFEST, 'digest': d, 'size': n, 'platform': oci_platform(platform)}
-                          for platform, (_, d, n) in images],
-        }, 'index')
+        top_digest, top_size = blobs.write_blob(*image_index([(p, d, n) for p, (_, d, n) in images]), 'index')
         top_media = OCI_INDEX
         used.add(top_digest)
 

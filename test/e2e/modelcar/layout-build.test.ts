@@ -74,7 +74,7 @@ async function build(dir: string, model: Model, env: Record<string, string> = {}
   base(layout);
   // With `octalMax`, the script's own code runs with a lower limit for the ustar size field, so that small files
   // take the path of files over 8 GiB.
-  const args = octalMax === undefined ? [SCRIPT] : ['-c', `${LOAD_SCRIPT}\nlb.OCTAL_MAX = ${octalMax}\nlb.main()`];
+  const args = octalMax === undefined ? [SCRIPT] : ['-c', `${LOAD_SCRIPT}\noci_image.OCTAL_MAX = ${octalMax}\nlb.main()`];
   const r = await run(PYTHON, ['-B', ...args], {
     env: {
       PATH: process.env.PATH,
@@ -102,9 +102,14 @@ async function build(dir: string, model: Model, env: Record<string, string> = {}
   return { layout, manifestDigest, manifest, config, log: r.stdout, blob, index, top };
 }
 
-/** Python code that loads the step script as module `lb` (its main() runs only as __main__). */
+/**
+ * Python code that loads the step script as module `lb` (its main() runs only as __main__), and the module it shares
+ * with the streaming publisher, `oci_image` (where tar_header reads OCTAL_MAX), from beside it as the script does.
+ */
 const LOAD_SCRIPT = [
   'import importlib.util, sys, tarfile',
+  `sys.path.insert(0, ${JSON.stringify(path.dirname(SCRIPT))})`,
+  'import oci_image',
   `spec = importlib.util.spec_from_file_location('lb', ${JSON.stringify(SCRIPT)})`,
   'lb = importlib.util.module_from_spec(spec)',
   'spec.loader.exec_module(lb)',
