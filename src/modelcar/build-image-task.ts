@@ -1,4 +1,3 @@
-import { createHash } from 'crypto';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ArtifactFormat } from './artifact-format';
@@ -8,6 +7,7 @@ import { ImageReference } from './image-reference';
 import { ModelcarImages } from './images';
 import { RegistryCredentials, RegistryTrust } from './push-target';
 import { loadScript } from './scripts';
+import { buildConfigSpec } from './serving-reference';
 import { Param } from '../tekton/params';
 import { Result } from '../tekton/results';
 import { TaskVolume } from '../tekton/step';
@@ -255,35 +255,4 @@ export class BuildImageTask extends Construct {
       script: loadScript('publish-artifact.sh'),
     });
   }
-}
-
-/** The scripts that write the image's bytes, per builder: a change to one is a change of build. */
-const BUILDER_SCRIPTS: Record<ModelcarBuilderKind, string[]> = {
-  [ModelcarBuilderKind.OCI_LAYOUT]: ['layout-base.sh', 'layout-build.py'],
-  [ModelcarBuilderKind.BUILDAH]: ['build-buildah.sh'],
-};
-
-/**
- * The text behind the build configuration digest. It names everything of the library that
- * changes the bytes of the image for a given model commit and file selection. The library's
- * version number is not in it (a release that leaves the builder alone must not rebuild every
- * model); the builder's scripts are, by their sha256, so a release that changes them does
- * rebuild. The tools image of the layout builder is left out: skopeo only copies the base's
- * blobs there, and layout-build.py writes every manifest and config itself.
- */
-function buildConfigSpec(builder: ModelcarBuilder, base: ImageReference, format: ArtifactFormat): string {
-  const byDigest = (image: ImageReference) => image.digest ?? image.toString();
-  const scripts = BUILDER_SCRIPTS[builder.kind].map((name) => `${name}@sha256:${createHash('sha256').update(loadScript(name)).digest('hex')}`);
-  return [
-    'modelcar build configuration v1',
-    `builder: ${builder.kind}`,
-    `builder image: ${byDigest(builder.image)}`,
-    `builder scripts: ${scripts.join(' ')}`,
-    `base image: ${byDigest(base)}`,
-    ...(builder.largeFileBytes !== undefined ? [`large file bytes: ${builder.largeFileBytes}`] : []),
-    ...(builder.maxLayers !== undefined ? [`max layers: ${builder.maxLayers}`] : []),
-    ...(builder.platforms !== undefined ? [`platforms: ${builder.platforms.map((p) => p.toString()).join(' ')}`] : []),
-    `artifact format: ${format}`,
-    'models path: /models',
-  ].join('\n');
 }

@@ -105,6 +105,8 @@ export function addRegistryAccess(task: Task, opts: {
   mountPrefix: string;
   certDirEnv: string;
   authFileEnv?: string;
+  /** The variable naming the credentials' source, for a step that reaches two registries. Default AUTH_MODE. */
+  authModeEnv?: string;
 }): RegistryAccess {
   const mounts: VolumeMount[] = [];
   const env: Record<string, kplus.EnvValue> = {};
@@ -119,7 +121,7 @@ export function addRegistryAccess(task: Task, opts: {
   }
   if (!credentials) return { mounts, env };
   if (!opts.authFileEnv) throw new Error('addRegistryAccess: credentials need authFileEnv');
-  env.AUTH_MODE = kplus.EnvValue.fromValue(credentials.source);
+  env[opts.authModeEnv ?? 'AUTH_MODE'] = kplus.EnvValue.fromValue(credentials.source);
   switch (credentials.source) {
     case RegistryCredentialsSource.DOCKER_CONFIG_SECRET: {
       const v = task.addVolume(TaskVolume.secret(`${opts.prefix}-auth`, credentials.secretName!));

@@ -14,3 +14,5 @@ export * from './model-registry';
 export * from './register-model-task';
 export * from './modelcar-inference-service';
 export * from './clean-up-task';
+export * from './publish-mode';
+export * from './stream-publish-task';

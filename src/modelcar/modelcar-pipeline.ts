@@ -3,19 +3,22 @@ import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ArtifactFormat } from './artifact-format';
 import { BuildImageTask } from './build-image-task';
-import { ModelcarBuilder } from './builder';
+import { ModelcarBuilder, ModelcarBuilderKind } from './builder';
 import { CheckPublishedTask } from './check-published-task';
 import { CleanUpTask, VolumeCleanup } from './clean-up-task';
 import { CHECK_TIMEOUT, resultPrefix } from './common';
 import { DownloadModelTask } from './download-model-task';
 import { ImageReference } from './image-reference';
 import { ImageResult } from './image-result';
+import { ModelcarImages } from './images';
 import { ModelRegistry } from './model-registry';
+import { PublishMode } from './publish-mode';
 import { PushTarget, RegistryCredentials, RegistryTrust } from './push-target';
 import { PushTask } from './push-task';
 import { RegisterModelTask } from './register-model-task';
 import { ReportPublishedTask } from './report-published-task';
-import { buildConfigDigest, servingTag } from './serving-reference';
+import { buildConfigDigest, buildConfigSpec, servingTag } from './serving-reference';
+import { StreamPublishTask } from './stream-publish-task';
 import { ArgoCdSync } from '../gitops/argocd-sync';
 import { ParamValue, Param } from '../tekton/params';
 import { Pipeline, PipelineTask, PipelineTaskOptions, WhenExpression } from '../tekton/pipeline';
@@ -217,6 +220,16 @@ export interface ModelcarPipelineProps {
    * @default VolumeCleanup.always()
    */
   readonly volumeCleanup?: VolumeCleanup;
+
+  /**
+   * How the model gets from the hub into the first registry. `PublishMode.volume()` downloads it to the run's
+   * volume, builds the image there and pushes it from there. `PublishMode.streaming()` needs no volume: one task
+   * sends each file from the hub into the first target as the same image's layers (same digest, same serving
+   * tag), and the next targets copy it registry to registry. See the README, "Publishing without a volume".
+   *
+   * @default PublishMode.volume()
+   */
+  readonly publishMode?: PublishMode;
 }
 
 /**
@@ -377,11 +390,7 @@ export interface ModelcarRunOptions {
 export class ModelcarPipeline extends Construct {
   /** The Pipeline. */
   public readonly pipeline: Pipeline;
-  /** The download task. */
-  public readonly downloadModel: DownloadModelTask;
-  /** The build task. */
-  public readonly buildImage: BuildImageTask;
-  /** One push task per target, in order. */
+  /** One push task per target, in order (the streaming mode: per target after the first, which the stream fills). */
   public readonly pushes: PushTask[];
   /** The check task: resolves the commit and asks every target whether it serves the image. */
   public readonly checkPublished: CheckPublishedTask;
@@ -394,17 +403,25 @@ export class ModelcarPipeline extends Construct {
    * skipped): its results are the pipeline's `<TARGET>_IMAGE_*` results.
    */
   public readonly reportTask: PipelineTask;
-  /** The pipeline task of the download. */
-  public readonly downloadTask: PipelineTask;
-  /** The pipeline task of the build. */
-  public readonly buildTask: PipelineTask;
+  /** How the model gets into the first registry. */
+  public readonly publishMode: PublishMode;
+  /** The streaming task, in the streaming mode. */
+  public readonly streamPublish?: StreamPublishTask;
+  /** The pipeline task of the stream (after the check), in the streaming mode. */
+  public readonly streamTask?: PipelineTask;
+  /** What decides the image's bytes, hashed into BUILD_CONFIG and the serving tag (the same in both modes). @internal */
+  public readonly _buildConfigSpec: string;
+  private readonly _downloadModel?: DownloadModelTask;
+  private readonly _buildImage?: BuildImageTask;
+  private readonly _downloadTask?: PipelineTask;
+  private readonly _buildTask?: PipelineTask;
   /**
    * How long the modelcar tasks may take in a row: download (each of its attempts, with
    * downloadRetries), build, then the pushes (the longest one with parallelPushes). A run's
    * timeout must be at least this.
    */
   public readonly tasksTimeout: Duration;
-  /** The pipeline tasks of the pushes, in order. */
+  /** The pipeline tasks of the pushes, in order (the streaming mode: after the stream). */
   public readonly pushTasks: PipelineTask[];
   /** The shared workspace. */
   public readonly workspace: PipelineWorkspace;
@@ -440,8 +457,28 @@ export class ModelcarPipeline extends Construct {
   public readonly volumeCleanup: VolumeCleanup;
   /** The clean-up task, unless `VolumeCleanup.never()`. */
   public readonly cleanUp?: CleanUpTask;
-  /** The pipeline's `clean-up` finally task, unless `VolumeCleanup.never()`. */
+  /** The pipeline's `clean-up` finally task, unless `VolumeCleanup.never()` or the streaming mode. */
   public readonly cleanUpTask?: PipelineTask;
+
+  /** The download task (the volume mode only: the streaming mode throws). */
+  public get downloadModel(): DownloadModelTask {
+    return this.volumeOnly(this._downloadModel, 'downloadModel');
+  }
+
+  /** The build task (the volume mode only: the streaming mode throws). */
+  public get buildImage(): BuildImageTask {
+    return this.volumeOnly(this._buildImage, 'buildImage');
+  }
+
+  /** The pipeline task of the download (the volume mode only: the streaming mode throws). */
+  public get downloadTask(): PipelineTask {
+    return this.volumeOnly(this._downloadTask, 'downloadTask');
+  }
+
+  /** The pipeline task of the build (the volume mode only: the streaming mode throws). */
+  public get buildTask(): PipelineTask {
+    return this.volumeOnly(this._buildTask, 'buildTask');
+  }
 
   constructor(scope: Construct, id: string, props: ModelcarPipelineProps) {
     super(scope, id);
@@ -466,7 +503,23 @@ export class ModelcarPipeline extends Construct {
       throw new Error(`modelcar pipeline ${this.node.path}: downloadRetries must be a whole number from 0 to 10 (got ${downloadRetries})`);
     }
     const builder = props.builder ?? (props.pythonImage ? ModelcarBuilder.ociLayout({ image: props.pythonImage }) : undefined);
-    this.downloadModel = new DownloadModelTask(this, 'DownloadModel', {
+    this.publishMode = props.publishMode ?? PublishMode.volume();
+    const streams = this.publishMode.streams;
+    if (streams) {
+      const volumeProps = (['volumeCleanup', 'artifactFormat', 'parallelPushes', 'downloadTimeout', 'downloadRetries', 'downloadConnections', 'downloadChunkSize', 'buildTimeout'] as const)
+        .filter((k) => props[k] !== undefined);
+      if (volumeProps.length) {
+        throw new Error(`modelcar pipeline ${this.node.path}: ${volumeProps.join(', ')} configure the volume mode, and publishMode is PublishMode.streaming() `
+          + '(no volume, no download or build task): drop them, or set the streaming options in PublishMode.streaming({...})');
+      }
+      if (builder && builder.kind !== ModelcarBuilderKind.OCI_LAYOUT) {
+        throw new Error(`modelcar pipeline ${this.node.path}: the streaming mode sends the OCI layout builder's image; builder ${builder.kind} builds on a volume: `
+          + 'use ModelcarBuilder.ociLayout() or PublishMode.volume()');
+      }
+    }
+    this._buildConfigSpec = buildConfigSpec(builder ?? ModelcarBuilder.ociLayout(), props.baseImage ?? ModelcarImages.BASE, format);
+    if (!streams) {
+      this._downloadModel = new DownloadModelTask(this, 'DownloadModel', {
       name: `${name}-download-model`,
       fetchImage: props.pythonImage,
       toolsImage: props.toolsImage,
@@ -478,24 +531,42 @@ export class ModelcarPipeline extends Construct {
       // The fetch ends on its own, with its message and its partial files kept, before Tekton stops it.
       deadline: Duration.seconds(Math.max(60, downloadTimeout.toSeconds() - Math.max(60, Math.round(downloadTimeout.toSeconds() * 0.05)))),
       builder,
-    });
-    this.buildImage = new BuildImageTask(this, 'BuildImage', {
-      name: `${name}-build-image`,
-      baseImage: props.baseImage,
-      baseImageTrust: props.baseImageTrust,
-      baseImageCredentials: props.baseImageCredentials,
-      artifactFormat: format,
-      builder,
-      toolsImage: props.toolsImage,
-      pythonImage: props.pythonImage,
-    });
-    this.pushes = props.pushTargets.map((target) => new PushTask(this, `Push-${target.name}`, {
+      });
+      this._buildImage = new BuildImageTask(this, 'BuildImage', {
+        name: `${name}-build-image`,
+        baseImage: props.baseImage,
+        baseImageTrust: props.baseImageTrust,
+        baseImageCredentials: props.baseImageCredentials,
+        artifactFormat: format,
+        builder,
+        toolsImage: props.toolsImage,
+        pythonImage: props.pythonImage,
+      });
+    } else {
+      this.streamPublish = new StreamPublishTask(this, 'StreamPublish', {
+        name: `${name}-stream-publish`,
+        target: props.pushTargets[0],
+        mode: this.publishMode,
+        builder,
+        baseImage: props.baseImage,
+        baseImageTrust: props.baseImageTrust,
+        baseImageCredentials: props.baseImageCredentials,
+        tokenSecretName: props.huggingFaceTokenSecret,
+        hubEndpoint: props.huggingFaceEndpoint,
+        hubTrust: props.huggingFaceTrust,
+        pythonImage: props.pythonImage,
+        toolsImage: props.toolsImage,
+      });
+    }
+    // The streaming mode's first target gets the image from the stream; each next one copies it from the first.
+    this.pushes = props.pushTargets.slice(streams ? 1 : 0).map((target) => new PushTask(this, `Push-${target.name}`, {
       name: `${name}-push-${target.name}`, target, artifactFormat: format, toolsImage: props.toolsImage,
+      source: streams ? props.pushTargets[0] : undefined,
     }));
     this.checkPublished = new CheckPublishedTask(this, 'CheckPublished', {
       name: `${name}-check-published`,
       targets: props.pushTargets,
-      buildConfigSpec: this.buildImage.buildConfigSpec,
+      buildConfigSpec: this._buildConfigSpec,
       pythonImage: props.pythonImage,
       toolsImage: props.toolsImage,
       tokenSecretName: props.huggingFaceTokenSecret,
@@ -526,7 +597,9 @@ export class ModelcarPipeline extends Construct {
       description: 'true: download, build and push even when every target already serves this image',
       default: ParamValue.string(String(props.forceRebuild ?? false)),
     });
-    this.workspace = this.pipeline.addWorkspace('shared', { description: 'The run\'s volume: model, artifact' });
+    this.workspace = this.pipeline.addWorkspace('shared', {
+      description: streams ? 'Scratch: an emptyDir per task in the streaming mode (only the debug preambles list it)' : 'The run\'s volume: model, artifact',
+    });
 
     const buildTimeout = props.buildTimeout ?? Duration.hours(1);
     // Every task works in modelcar-runs/<PipelineRun uid>/ on the shared volume.
@@ -556,49 +629,72 @@ export class ModelcarPipeline extends Construct {
     // sees why it did not run), although Tekton would also skip a consumer of a skipped task's
     // results. Whatever waits only by runAfter on a task skipped by its `when` still runs.
     const whenRebuild = [WhenExpression.isIn(this.checkTask.result('REBUILD'), ['true'])];
-    this.downloadTask = this.pipeline.addTask('download-model', {
-      task: this.downloadModel.task,
-      params: {
-        MODEL_REPO: this.modelRepo.toParamValue(),
-        // The commit the check resolved, not the branch again: the download gets exactly what
-        // was checked, even if the branch moves meanwhile.
-        MODEL_REVISION: commit,
-        MODEL_INCLUDE: this.modelInclude.toParamValue(),
-        MODEL_EXCLUDE: this.modelExclude.toParamValue(),
-        RUN_ID: runId,
-      },
-      workspaces: { source: this.workspace },
-      when: whenRebuild,
-      timeout: downloadTimeout,
-      retries: downloadRetries || undefined,
-    });
-    this.buildTask = this.pipeline.addTask('build-image', {
-      task: this.buildImage.task,
-      params: {
-        MODEL_REPO: this.modelRepo.toParamValue(),
-        MODEL_REVISION: ParamValue.string(this.downloadTask.result('MODEL_RESOLVED_REVISION')),
-        BUILD_CONFIG: buildConfig,
-        RUN_ID: runId,
-      },
-      workspaces: { source: this.workspace },
-      runAfter: [this.downloadTask],
-      when: whenRebuild,
-      timeout: buildTimeout,
-    });
-
-    this.pushTasks = [];
-    let previous = this.buildTask;
-    for (const push of this.pushes) {
-      const t = this.pipeline.addTask(`push-${push.target.name}`, {
-        task: push.task,
+    // The task whose IMAGE_DIGEST the pushes copy, and after which they run.
+    let built: PipelineTask;
+    if (!streams) {
+      this._downloadTask = this.pipeline.addTask('download-model', {
+        task: this.downloadModel.task,
         params: {
-          IMAGE_DIGEST: ParamValue.string(this.buildTask.result('IMAGE_DIGEST')),
+          MODEL_REPO: this.modelRepo.toParamValue(),
+          // The commit the check resolved, not the branch again: the download gets exactly what
+          // was checked, even if the branch moves meanwhile.
+          MODEL_REVISION: commit,
+          MODEL_INCLUDE: this.modelInclude.toParamValue(),
+          MODEL_EXCLUDE: this.modelExclude.toParamValue(),
+          RUN_ID: runId,
+        },
+        workspaces: { source: this.workspace },
+        when: whenRebuild,
+        timeout: downloadTimeout,
+        retries: downloadRetries || undefined,
+      });
+      built = this._buildTask = this.pipeline.addTask('build-image', {
+        task: this.buildImage.task,
+        params: {
+          MODEL_REPO: this.modelRepo.toParamValue(),
+          MODEL_REVISION: ParamValue.string(this.downloadTask.result('MODEL_RESOLVED_REVISION')),
+          BUILD_CONFIG: buildConfig,
+          RUN_ID: runId,
+        },
+        workspaces: { source: this.workspace },
+        runAfter: [this.downloadTask],
+        when: whenRebuild,
+        timeout: buildTimeout,
+      });
+    } else {
+      // The stream publishes to the first target (tags and serving tag included): it is that target's push.
+      built = this.streamTask = this.pipeline.addTask(`stream-${props.pushTargets[0].name}`, {
+        task: this.streamPublish!.task,
+        params: {
+          MODEL_REPO: this.modelRepo.toParamValue(),
+          MODEL_REVISION: commit,
+          MODEL_INCLUDE: this.modelInclude.toParamValue(),
+          MODEL_EXCLUDE: this.modelExclude.toParamValue(),
+          BUILD_CONFIG: buildConfig,
           IMAGE_TAGS: this.imageTags.toParamValue(),
           SERVING_TAG: ParamValue.string(this.checkTask.result('SERVING_TAG')),
           RUN_ID: runId,
         },
         workspaces: { source: this.workspace },
-        runAfter: [props.parallelPushes ? this.buildTask : previous],
+        when: whenRebuild,
+        timeout: this.publishMode.timeout,
+        retries: this.publishMode.retries || undefined,
+      });
+    }
+
+    this.pushTasks = [];
+    let previous = built;
+    for (const push of this.pushes) {
+      const t = this.pipeline.addTask(`push-${push.target.name}`, {
+        task: push.task,
+        params: {
+          IMAGE_DIGEST: ParamValue.string(built.result('IMAGE_DIGEST')),
+          IMAGE_TAGS: this.imageTags.toParamValue(),
+          SERVING_TAG: ParamValue.string(this.checkTask.result('SERVING_TAG')),
+          RUN_ID: runId,
+        },
+        workspaces: { source: this.workspace },
+        runAfter: [props.parallelPushes ? built : previous],
         when: whenRebuild,
         timeout: push.target.timeout,
       });
@@ -618,13 +714,13 @@ export class ModelcarPipeline extends Construct {
         RUN_ID: runId,
       },
       workspaces: { source: this.workspace },
-      runAfter: this.parallelPushes ? this.pushTasks : this.pushTasks.slice(-1),
+      runAfter: this.parallelPushes ? this.pushTasks : [previous],
       timeout: CHECK_TIMEOUT,
     });
-    for (const push of this.pushes) {
-      const prefix = resultPrefix(push.target);
+    for (const target of this.pushTargets) {
+      const prefix = resultPrefix(target);
       for (const [kind, description] of IMAGE_RESULTS) {
-        this.pipeline.addResult(`${prefix}_${kind}`, { value: this.imageResult(push.target.name, kind), description: `${description} at ${push.target.repository}` });
+        this.pipeline.addResult(`${prefix}_${kind}`, { value: this.imageResult(target.name, kind), description: `${description} at ${target.repository}` });
       }
     }
     // 4. Registration, after the report: it runs whether the pushes ran or were skipped, and a
@@ -651,7 +747,7 @@ export class ModelcarPipeline extends Construct {
     }
     // 5. Give back the volume: a finally task runs once every task has ended or been skipped,
     // whether the run succeeded or failed (or, with keepFailed, only when it succeeded).
-    this.volumeCleanup = props.volumeCleanup ?? VolumeCleanup.always();
+    this.volumeCleanup = props.volumeCleanup ?? (streams ? VolumeCleanup.never() : VolumeCleanup.always());
     if (this.volumeCleanup.removesRunDirectory) {
       this.cleanUp = new CleanUpTask(this, 'CleanUp', { name: `${name}-clean-up`, toolsImage: props.toolsImage });
       this.cleanUpTask = this.pipeline.addFinally('clean-up', {
@@ -668,9 +764,11 @@ export class ModelcarPipeline extends Construct {
     // The check, the report, the clean-up and the registration, every attempt of the download, the build, the pushes.
     const registerSeconds = props.modelRegistry?.timeout.toSeconds() ?? 0;
     const cleanUpSeconds = this.cleanUpTask ? CHECK_TIMEOUT.toSeconds() : 0;
-    this.tasksTimeout = Duration.seconds(2 * CHECK_TIMEOUT.toSeconds() + cleanUpSeconds + registerSeconds
-      + downloadTimeout.toSeconds() * (1 + downloadRetries) + buildTimeout.toSeconds()
-      + (this.parallelPushes ? Math.max(...pushSeconds) : pushSeconds.reduce((a, b) => a + b, 0)));
+    const publishSeconds = streams
+      ? this.publishMode.timeout.toSeconds() * (1 + this.publishMode.retries)
+      : downloadTimeout.toSeconds() * (1 + downloadRetries) + buildTimeout.toSeconds();
+    this.tasksTimeout = Duration.seconds(2 * CHECK_TIMEOUT.toSeconds() + cleanUpSeconds + registerSeconds + publishSeconds
+      + (pushSeconds.length === 0 ? 0 : this.parallelPushes ? Math.max(...pushSeconds) : pushSeconds.reduce((a, b) => a + b, 0)));
     this.pipeline.addResult('MODEL_RESOLVED_REVISION', { value: this.checkTask.result('MODEL_RESOLVED_REVISION'), description: 'The model commit packaged' });
     this.pipeline.addResult('MODEL_SIZE', { value: this.checkTask.result('MODEL_SIZE'), description: 'The model size in bytes (the selected files, as the hub lists them)' });
     this.pipeline.addResult('SERVING_TAG', {
@@ -684,6 +782,14 @@ export class ModelcarPipeline extends Construct {
     this.argoCdSync.applyTo(this);
   }
 
+  private volumeOnly<T>(value: T | undefined, what: string): T {
+    if (value === undefined) {
+      throw new Error(`modelcar pipeline ${this.node.path}: ${what} exists in the volume mode only, and publishMode is PublishMode.streaming(): `
+        + 'use streamPublish and streamTask, or imageResult() for what the run published');
+    }
+    return value;
+  }
+
   /**
    * Adds a task of your own after the report (e.g. registering the model in a model
    * registry). Use `imageResult('quay', ImageResult.REF)` in its params, not a push task's
@@ -694,7 +800,7 @@ export class ModelcarPipeline extends Construct {
     // A user task fed by a guarded task's result would be skipped, silently, on every run that
     // finds its image published: refuse it here, with the result to use instead.
     const params = JSON.stringify(options.params ?? {});
-    for (const guarded of [this.downloadTask, this.buildTask, ...this.pushTasks]) {
+    for (const guarded of [this._downloadTask, this._buildTask, this.streamTask, ...this.pushTasks].filter((t): t is PipelineTask => t !== undefined)) {
       if (params.includes(`$(tasks.${guarded.name}.results.`)) {
         throw new Error(`modelcar pipeline ${this.node.path}: task "${name}" takes a result of "${guarded.name}", which is skipped when every `
           + 'target already serves the image (and Tekton then skips this task too): use imageResult(target, ImageResult.REF) '
@@ -716,15 +822,15 @@ export class ModelcarPipeline extends Construct {
     if (!Object.values(ImageResult).includes(result)) {
       throw new Error(`modelcar pipeline ${this.node.path}: result "${result}" is not an ImageResult: use ImageResult.URL, ImageResult.DIGEST or ImageResult.REF`);
     }
-    const push = this.pushes.find((p) => p.target.name === target);
+    const push = this.pushTargets.find((t) => t.name === target);
     if (!push) {
-      throw new Error(`modelcar pipeline ${this.node.path} has no push target named "${target}": use one of ${this.pushes.map((p) => `"${p.target.name}"`).join(', ')}`);
+      throw new Error(`modelcar pipeline ${this.node.path} has no push target named "${target}": use one of ${this.pushTargets.map((t) => `"${t.name}"`).join(', ')}`);
     }
     const digest = this.reportTask.result(this.reportPublished.imageDigest.name);
     switch (result) {
-      case ImageResult.URL: return `${push.target.repository}:${this.reportTask.result(this.reportPublished.imageTag.name)}`;
+      case ImageResult.URL: return `${push.repository}:${this.reportTask.result(this.reportPublished.imageTag.name)}`;
       case ImageResult.DIGEST: return digest;
-      default: return `${push.target.repository}@${digest}`;
+      default: return `${push.repository}@${digest}`;
     }
   }
 
@@ -771,6 +877,10 @@ export class ModelcarPipelineRun extends Construct {
     }
     const storage = props.storage ?? Size.gibibytes(100);
     const p = props.pipeline;
+    const volumeOptions = (['storage', 'storageClassName', 'existingClaim'] as const).filter((k) => props[k] !== undefined);
+    if (p.publishMode.streams && volumeOptions.length) {
+      throw new Error(`${where}: ${volumeOptions.join(', ')} configure the run's volume, and the pipeline streams (PublishMode.streaming(): no volume): drop them`);
+    }
     this.pipeline = p;
     this.model = { ...model, include: [...(model.include ?? [])], exclude: [...(model.exclude ?? [])] };
     const timeout = props.timeout ?? p.tasksTimeout;
@@ -823,9 +933,11 @@ export class ModelcarPipelineRun extends Construct {
         ...(props.registeredModelName !== undefined ? { REGISTERED_MODEL_NAME: ParamValue.string(props.registeredModelName) } : {}),
       },
       workspaces: {
-        shared: props.existingClaim
-          ? WorkspaceBinding.persistentVolumeClaim(props.existingClaim)
-          : WorkspaceBinding.volumeClaimTemplate({ storage, storageClassName: props.storageClassName }),
+        // The streaming mode has no volume: each task's preamble lists an emptyDir of its own.
+        shared: p.publishMode.streams ? WorkspaceBinding.emptyDir()
+          : props.existingClaim
+            ? WorkspaceBinding.persistentVolumeClaim(props.existingClaim)
+            : WorkspaceBinding.volumeClaimTemplate({ storage, storageClassName: props.storageClassName }),
       },
       taskRunTemplate: {
         serviceAccountName: props.serviceAccountName ?? 'pipeline',
@@ -864,7 +976,7 @@ export class ModelcarPipelineRun extends Construct {
       throw new Error(`modelcar run ${this.node.path}: no serving reference for revision "${revision}": it is ${why}; `
         + 'pin the run to the commit to serve, model: { revision: \'<40 lower-case hex of the commit>\' } (the hub\'s commit sha)');
     }
-    const config = buildConfigDigest(this.pipeline.buildImage.buildConfigSpec, this.model.include!.join(' '), this.model.exclude!.join(' '));
+    const config = buildConfigDigest(this.pipeline._buildConfigSpec, this.model.include!.join(' '), this.model.exclude!.join(' '));
     return servingTag(revision, config);
   }
 

@@ -39,11 +39,20 @@ export interface PushTaskProps {
    * @default ModelcarImages.SKOPEO
    */
   readonly toolsImage?: ImageReference;
+
+  /**
+   * Copy the image from this registry (by the digest `IMAGE_DIGEST`, with its credentials and trust) instead of
+   * the run's artifact: the streaming mode's pushes after the first. No volume is read.
+   *
+   * @default - the run's artifact on the shared workspace
+   */
+  readonly source?: PushTarget;
 }
 
 /**
- * Pushes this run's artifact to one registry, after checking it is readable and has
- * exactly the digest the build published. Emits `IMAGE_URL` and `IMAGE_DIGEST` (the
+ * Pushes this run's artifact (or, with `source`, the image another registry serves by the
+ * build's digest) to one registry, after checking it is readable and has exactly the digest
+ * the build published. Emits `IMAGE_URL` and `IMAGE_DIGEST` (the
  * Tekton Chains convention) and `IMAGE_REF` (`repository@digest`).
  */
 export class PushTask extends Construct {
@@ -98,7 +107,17 @@ export class PushTask extends Construct {
     const access = addRegistryAccess(this.task, {
       trust: target.trust, credentials: target.credentials, prefix: 'registry', mountPrefix: '/etc/modelcar/', certDirEnv: 'CERT_DIR', authFileEnv: 'AUTHFILE',
     });
-    const mounts: VolumeMount[] = [{ volume: scratch, mountPath: '/var/tmp/modelcar' }, ...access.mounts];
+    const source = props.source;
+    const from = source ? addRegistryAccess(this.task, {
+      trust: source.trust,
+      credentials: source.credentials,
+      prefix: 'source',
+      mountPrefix: '/etc/modelcar/source-',
+      certDirEnv: 'SOURCE_CERT_DIR',
+      authFileEnv: 'SOURCE_AUTHFILE',
+      authModeEnv: 'SOURCE_AUTH_MODE',
+    }) : { env: {}, mounts: [] };
+    const mounts: VolumeMount[] = [{ volume: scratch, mountPath: '/var/tmp/modelcar' }, ...access.mounts, ...from.mounts];
     const env: Record<string, kplus.EnvValue> = {
       ARTIFACT_FORMAT: kplus.EnvValue.fromValue(format),
       ARTIFACT_PATH: kplus.EnvValue.fromValue(artifact),
@@ -116,9 +135,14 @@ export class PushTask extends Construct {
       // arbitrary uid has HOME=/ otherwise, which it cannot write.
       HOME: kplus.EnvValue.fromValue('/var/tmp/modelcar/home'),
       ...access.env,
+      ...(source ? {
+        SOURCE_IMAGE: kplus.EnvValue.fromValue(source.repository),
+        SOURCE_TLS_VERIFY: kplus.EnvValue.fromValue(String(source.trust.tlsVerify)),
+        ...from.env,
+      } : {}),
     };
 
-    addPreamble(this.task, this.workspace, this.runId, tools, `push-${target.name}`, artifact);
+    addPreamble(this.task, this.workspace, this.runId, tools, `push-${target.name}`, source ? undefined : artifact);
     this.task.addStep({ name: 'push', image: tools.toString(), env, volumeMounts: mounts, script: loadScript('push.sh') });
   }
 }

@@ -2,19 +2,20 @@
 # Pushes the run's artifact to one registry, refusing anything but the image the build
 # published: the artifact's manifest digest (an image index's, for several platforms) must
 # equal the build's IMAGE_DIGEST result, the copy preserves digests, and the registry must
-# report the same digest afterwards.
+# report the same digest afterwards. With SOURCE_IMAGE (the streaming mode), the image is
+# copied from that registry by the build's digest instead, registry to registry.
 #
 # skopeo ignores TMPDIR when it unpacks an oci-archive (skopeo 1.9): --tmpdir is passed.
 # Env: TMPDIR, ARTIFACT_FORMAT, ARTIFACT_PATH, EXPECTED_DIGEST, IMAGE, IMAGE_TAGS (space-separated),
 #      SERVING_TAG (optional), TLS_VERIFY, CERT_DIR (optional), AUTH_MODE, AUTHFILE or SA_TOKEN_FILE (by
-#      AUTH_MODE), RETRIES, RESULT_IMAGE_URL, RESULT_IMAGE_DIGEST, RESULT_IMAGE_REF.
+#      AUTH_MODE), RETRIES, RESULT_IMAGE_URL, RESULT_IMAGE_DIGEST, RESULT_IMAGE_REF; SOURCE_IMAGE, SOURCE_TLS_VERIFY,
+#      SOURCE_CERT_DIR, SOURCE_AUTH_MODE, SOURCE_AUTHFILE (optional: a registry source).
 set -eu
 
 # registry_error_explain: what a failed skopeo call means, from skopeo's own words.
 # shellcheck source-path=SCRIPTDIR source=registry-errors.sh
 . "$(dirname "$0")/registry-errors.sh"
 
-src="${ARTIFACT_FORMAT}:${ARTIFACT_PATH}:modelcar"
 fail() {
   echo "push to ${IMAGE} failed: $*" >&2
   exit 1
@@ -39,8 +40,27 @@ for tag in "$@"; do
   fi
 done
 
+# registry_auth: the authfile for AUTH_MODE, auth_source and auth_registry (in ${authfile}).
+registry_auth() {
+  # shellcheck source-path=SCRIPTDIR source=registry-auth.sh
+  . "$(dirname "$0")/registry-auth.sh"
+}
+
+src_authfile=""
+if [ -n "${SOURCE_IMAGE:-}" ]; then
+  src="docker://${SOURCE_IMAGE}@${EXPECTED_DIGEST}"
+  target_mode="${AUTH_MODE:-none}"
+  AUTH_MODE="${SOURCE_AUTH_MODE:-none}" auth_source="${SOURCE_AUTHFILE:-}" auth_registry="${SOURCE_IMAGE%%/*}"
+  registry_auth
+  src_authfile="${authfile}"
+  AUTH_MODE="${target_mode}"
+else
+  src="${ARTIFACT_FORMAT}:${ARTIFACT_PATH}:modelcar"
+fi
+
 # 1. The artifact must be the one the build published.
-if ! skopeo --tmpdir "${TMPDIR}" inspect --raw "${src}" > /tmp/manifest.json 2> /tmp/inspect.err; then
+if ! skopeo --tmpdir "${TMPDIR}" inspect --raw ${SOURCE_IMAGE:+"--tls-verify=${SOURCE_TLS_VERIFY:-true}"} ${SOURCE_CERT_DIR:+--cert-dir "${SOURCE_CERT_DIR}"} ${src_authfile:+--authfile "${src_authfile}"} \
+    "${src}" > /tmp/manifest.json 2> /tmp/inspect.err; then
   cat /tmp/inspect.err >&2
   fail "cannot read the artifact ${src}"
 fi
@@ -48,7 +68,8 @@ actual="sha256:$(sha256sum < /tmp/manifest.json | cut -d' ' -f1)"
 if [ "${actual}" != "${EXPECTED_DIGEST}" ]; then
   fail "the artifact's digest ${actual} differs from the digest the build published ${EXPECTED_DIGEST}: refusing to push stale or foreign content"
 fi
-if ! skopeo --tmpdir "${TMPDIR}" inspect "${src}" > /dev/null 2> /tmp/inspect.err; then
+if ! skopeo --tmpdir "${TMPDIR}" inspect ${SOURCE_IMAGE:+"--tls-verify=${SOURCE_TLS_VERIFY:-true}"} ${SOURCE_CERT_DIR:+--cert-dir "${SOURCE_CERT_DIR}"} ${src_authfile:+--authfile "${src_authfile}"} \
+    "${src}" > /dev/null 2> /tmp/inspect.err; then
   cat /tmp/inspect.err >&2
   fail "the artifact ${src} is not a valid image"
 fi
@@ -56,8 +77,7 @@ echo "artifact ${src} has the build's digest ${EXPECTED_DIGEST}"
 
 auth_source="${AUTHFILE:-}"
 auth_registry="${IMAGE%%/*}"
-# shellcheck source-path=SCRIPTDIR source=registry-auth.sh
-. "$(dirname "$0")/registry-auth.sh"
+registry_auth
 
 tls="--tls-verify=${TLS_VERIFY}"
 
@@ -69,6 +89,7 @@ copy_to() {
   echo "copying to docker://${IMAGE}:$1"
   if ! skopeo --tmpdir "${TMPDIR}" copy --all --preserve-digests --retry-times "${RETRIES}" \
       "--dest-tls-verify=${TLS_VERIFY}" ${CERT_DIR:+--dest-cert-dir "${CERT_DIR}"} ${authfile:+--dest-authfile "${authfile}"} \
+      ${SOURCE_IMAGE:+"--src-tls-verify=${SOURCE_TLS_VERIFY:-true}"} ${SOURCE_CERT_DIR:+--src-cert-dir "${SOURCE_CERT_DIR}"} ${src_authfile:+--src-authfile "${src_authfile}"} \
       --digestfile /tmp/pushed-digest "${src}" "docker://${IMAGE}:$1" 2> /tmp/copy.err; then
     cat /tmp/copy.err >&2
     fail "$(registry_error_explain /tmp/copy.err push "${RETRIES}")"

@@ -21,7 +21,7 @@ import * as path from 'path';
 import { App, Chart, Duration, Size } from 'cdk8s';
 import * as yaml from 'js-yaml';
 import {
-  ArtifactFormat, GitOpsLayout, ImageReference, ModelcarBuilder, ModelcarPipeline, ModelcarPipelineRun, ModelRegistry, PushTarget,
+  ArtifactFormat, GitOpsLayout, ImageReference, ModelcarBuilder, ModelcarPipeline, ModelcarPipelineRun, ModelRegistry, PublishMode, PushTarget,
   RegistryCredentials, RegistryTrust, VolumeCleanup,
 } from '../../../src';
 import { IMAGE_USERS } from '../../../src/modelcar/image-inventory';
@@ -123,6 +123,10 @@ export interface SynthOptions {
   readonly volumeCleanup?: VolumeCleanup;
   /** The base image, `host/repository@sha256:...` in the internal registry. Default the world's (an image index of two platforms). */
   readonly baseImage?: string;
+  /** How the model reaches the first registry: the volume mode unless given (the volume-only options are then left out). */
+  readonly publishMode?: PublishMode;
+  /** The second target, instead of world.quay (e.g. a registry that authenticates by the Bearer token flow). */
+  readonly quay?: LocalRegistry;
 }
 
 /** Repository of the model image in each registry. */
@@ -139,23 +143,29 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
   const chart = new Chart(app, NAMESPACE, { namespace: NAMESPACE, disableResourceNameHashes: true });
   const trust = RegistryTrust.fromConfigMap('registry-ca');
   const [baseName, baseDigest] = (opts.baseImage ?? world.base.reference).split('@');
-  const modelcar = new ModelcarPipeline(chart, 'modelcar', {
-    name: 'modelcar-pipeline',
-    builder: opts.builder,
+  const streams = opts.publishMode?.streams ?? false;
+  // The volume mode's own options, refused with PublishMode.streaming().
+  const volume = streams ? {} : {
     artifactFormat: opts.artifactFormat,
-    baseImage: ImageReference.fromDigest(baseName, baseDigest),
-    baseImageTrust: RegistryTrust.fromConfigMap('base-ca'),
-    baseImageCredentials: opts.serviceAccountCredentials ? RegistryCredentials.fromServiceAccount() : RegistryCredentials.fromDockerConfigSecret('base-pull'),
-    huggingFaceEndpoint: world.hub.hubUrl,
-    huggingFaceTrust: RegistryTrust.fromConfigMap('hub-ca'),
     downloadRetries: opts.downloadRetries,
     downloadChunkSize: opts.downloadChunkSize,
-    modelRegistry: opts.modelRegistry,
     volumeCleanup: opts.volumeCleanup,
     // Bounds for a stuck step here (the benchmark's 2 GiB build takes under 2 minutes); the run's
     // timeout defaults to these in a row.
     downloadTimeout: Duration.minutes(10),
     buildTimeout: Duration.minutes(30),
+  };
+  const modelcar = new ModelcarPipeline(chart, 'modelcar', {
+    name: 'modelcar-pipeline',
+    builder: opts.builder,
+    publishMode: opts.publishMode,
+    ...volume,
+    baseImage: ImageReference.fromDigest(baseName, baseDigest),
+    baseImageTrust: RegistryTrust.fromConfigMap('base-ca'),
+    baseImageCredentials: opts.serviceAccountCredentials ? RegistryCredentials.fromServiceAccount() : RegistryCredentials.fromDockerConfigSecret('base-pull'),
+    huggingFaceEndpoint: world.hub.hubUrl,
+    huggingFaceTrust: RegistryTrust.fromConfigMap('hub-ca'),
+    modelRegistry: opts.modelRegistry,
     pushTargets: [
       PushTarget.registry({
         name: 'internal',
@@ -167,7 +177,7 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
       }),
       PushTarget.registry({
         name: 'quay',
-        repository: repositoryOf(world.quay),
+        repository: repositoryOf(opts.quay ?? world.quay),
         trust,
         retries: opts.retries,
         timeout: Duration.minutes(15),
@@ -181,7 +191,7 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
       model: { repo: MODEL_REPO, revision: r.revision },
       tags: r.tags,
       fsGroup: r.fsGroup === 'namespace' ? undefined : r.fsGroup ?? FS_GROUP,
-      storage: Size.gibibytes(10),
+      storage: streams ? undefined : Size.gibibytes(10),
       existingClaim: opts.existingClaim,
       forceRebuild: r.forceRebuild,
       registeredModelName: r.registeredModelName,
