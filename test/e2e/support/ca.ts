@@ -51,6 +51,18 @@ export async function makeCa(dir: string, opts: { commonName?: string; days?: nu
     '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
   ], { timeoutMs: 30_000 });
 
+  return loadCa(dir);
+}
+
+/**
+ * The CA already in `dir` (ca.crt and ca.key, as makeCa writes them), to issue more server certificates from it:
+ * e.g. for a proxy in front of a registry whose CA startRegistry made, so the clients that trust one trust both.
+ */
+export function loadCa(dir: string): TestCa {
+  const certPath = path.join(dir, 'ca.crt');
+  const keyPath = path.join(dir, 'ca.key');
+  for (const f of [certPath, keyPath]) if (!fs.existsSync(f)) throw new Error(`no test CA in ${dir}: ${f} is missing`);
+
   const issueServerCert = async (outDir: string, o: ServerCertOptions = {}): Promise<ServerCert> => {
     fs.mkdirSync(outDir, { recursive: true });
     const ips = o.ips ?? ['127.0.0.1'];

@@ -13,6 +13,12 @@
  *   So `certDir` below is `<workDir>/certs.d/127.0.0.1:PORT` (holds ca.crt), and `certsDRoot` is `<workDir>/certs.d`,
  *   the tree to mount at /etc/containers/certs.d. Several registries may share one certs.d root.
  *
+ * Auth: htpasswd (bcrypt) Basic auth by default; `auth: 'token'` instead runs the registry with its native token auth
+ * (`auth: token: {realm, service, issuer, rootcertbundle}`) against a token service stand-in that runs in the test
+ * process (registry-token.ts: what it verifies and grants), as quay.io and Docker Hub do with their token services.
+ * The same username/password then go to the token server as Basic credentials; the registry itself only takes
+ * Bearer tokens.
+ *
  * The registry process is started through `setpriv --pdeathsig KILL`, so the kernel kills it if the test process
  * dies for any reason (even SIGKILL); it is also killed on process 'exit' and by `stop()` (call it in afterAll).
  */
@@ -24,10 +30,15 @@ import * as net from 'net';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
 import { makeCa, TestCa } from './ca';
+import { AnonymousPolicy, startTokenServer, TokenServer } from './registry-token';
 import { formatCommand, requireTools, run } from './tools';
 
 export { makeCa } from './ca';
 export type { TestCa, ServerCert, ServerCertOptions } from './ca';
+export type { TokenServer, TokenRequest, ResourceActions, AnonymousPolicy } from './registry-token';
+
+/** How clients authenticate: htpasswd Basic auth, or Bearer tokens from a token service stand-in. */
+export type RegistryAuth = 'htpasswd' | 'token';
 
 export interface StartRegistryOptions {
   /** Name for logs and the auth realm, e.g. 'source' or 'target'. */
@@ -47,6 +58,17 @@ export interface StartRegistryOptions {
    * whose port looks like an HTTP status. Default: any free port.
    */
   readonly portContaining?: string;
+  /** Default 'htpasswd'. 'token': the registry's token auth with a token service stand-in (registry-token.ts). */
+  readonly auth?: RegistryAuth;
+  /** With `auth: 'token'`: the token server's settings (see TokenServerOptions). */
+  readonly token?: {
+    /** `expires_in`, seconds. Default 300. */
+    readonly lifetimeSeconds?: number;
+    /** Registry refuses the token right at `expires_in` (cancels distribution's 60 s leeway). Default false. */
+    readonly strictExpiry?: boolean;
+    /** Default 'deny' (401 from the token server, like quay.io for a private repository). */
+    readonly anonymous?: AnonymousPolicy;
+  };
 }
 
 export interface LocalRegistry {
@@ -74,11 +96,17 @@ export interface LocalRegistry {
   /** The registry's stdout+stderr (appended across restarts). */
   readonly logPath: string;
   readonly workDir: string;
+  readonly auth: RegistryAuth;
+  /** With `auth: 'token'`: the token service stand-in the registry's challenges point to (its `realm`). */
+  readonly tokenServer?: TokenServer;
   /** Whether the registry process is running. */
   isRunning(): boolean;
-  /** Kills the registry (SIGTERM, SIGKILL after 5 s) and waits for it to exit. Idempotent. */
+  /** Kills the registry (SIGTERM, SIGKILL after 5 s) and waits for it to exit; closes its token server. Idempotent. */
   stop(): Promise<void>;
-  /** Starts the registry again on the same port with the same storage, config and credentials; waits until ready. */
+  /**
+   * Starts the registry again on the same port with the same storage, config and credentials (and its token server
+   * on its port); waits until ready.
+   */
   restart(): Promise<void>;
 }
 
@@ -206,11 +234,12 @@ export async function deleteManifest(registry: LocalRegistry, name: string, dige
 const sleep = async (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Starts a TLS + htpasswd docker-registry on a free 127.0.0.1 port and waits until `GET /v2/` answers 401.
- * Always `await registry.stop()` in afterAll.
+ * Starts a TLS docker-registry (htpasswd auth, or token auth with `auth: 'token'`) on a free 127.0.0.1 port and
+ * waits until `GET /v2/` answers 401. Always `await registry.stop()` in afterAll.
  */
 export async function startRegistry(opts: StartRegistryOptions): Promise<LocalRegistry> {
-  requireTools(['docker-registry', 'htpasswd', 'openssl', 'setpriv']);
+  const authKind = opts.auth ?? 'htpasswd';
+  requireTools(['docker-registry', 'openssl', 'setpriv', ...(authKind === 'htpasswd' ? ['htpasswd'] : [])]);
   installExitHook();
   const workDir = path.resolve(opts.workDir);
   fs.mkdirSync(workDir, { recursive: true });
@@ -222,8 +251,18 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<LocalRe
   const server = await ca.issueServerCert(path.join(workDir, 'tls'), { ips: ['127.0.0.1'], dnsNames: ['localhost'] });
 
   const htpasswdPath = path.join(workDir, 'htpasswd');
-  const ht = await run('htpasswd', ['-Bbn', username, password], { timeoutMs: 30_000 });
-  fs.writeFileSync(htpasswdPath, ht.stdout.trim() + '\n');
+  let tokenServer: TokenServer | undefined;
+  if (authKind === 'htpasswd') {
+    const ht = await run('htpasswd', ['-Bbn', username, password], { timeoutMs: 30_000 });
+    fs.writeFileSync(htpasswdPath, ht.stdout.trim() + '\n');
+  } else {
+    tokenServer = await startTokenServer({ name: opts.name, workDir: path.join(workDir, 'token-server'), ca, username, password, ...opts.token });
+  }
+  const auth = tokenServer
+    ? {
+      token: { realm: tokenServer.realm, service: tokenServer.service, issuer: tokenServer.issuer, rootcertbundle: tokenServer.rootCertBundlePath },
+    }
+    : { htpasswd: { realm: `e2e-${opts.name}`, path: htpasswdPath } };
 
   const storageDir = path.join(workDir, 'storage');
   fs.mkdirSync(storageDir, { recursive: true });
@@ -246,7 +285,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<LocalRe
       tls: { certificate: server.certPath, key: server.keyPath },
       headers: { 'X-Content-Type-Options': ['nosniff'] },
     },
-    auth: { htpasswd: { realm: `e2e-${opts.name}`, path: htpasswdPath } },
+    auth,
   }));
 
   let child: ChildProcess | undefined;
@@ -298,15 +337,20 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<LocalRe
 
   // The port is free when chosen but another process could take it before the registry binds: retry a few times.
   let port = 0;
-  for (let attempt = 1; ; attempt++) {
-    port = opts.portContaining ? await freePortContaining(opts.portContaining) : await freePort();
-    try {
-      await launch(port);
-      break;
-    } catch (e) {
-      const msg = (e as Error).message;
-      if (attempt >= 3 || !/address already in use/.test(msg)) throw e;
+  try {
+    for (let attempt = 1; ; attempt++) {
+      port = opts.portContaining ? await freePortContaining(opts.portContaining) : await freePort();
+      try {
+        await launch(port);
+        break;
+      } catch (e) {
+        const msg = (e as Error).message;
+        if (attempt >= 3 || !/address already in use/.test(msg)) throw e;
+      }
     }
+  } catch (e) {
+    await tokenServer?.close();
+    throw e;
   }
 
   const host = `127.0.0.1:${port}`;
@@ -317,7 +361,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<LocalRe
   const authFile = path.join(workDir, 'auth.json');
   fs.writeFileSync(authFile, dockerConfigJson, { mode: 0o600 });
 
-  const stop = async (): Promise<void> => {
+  const stopProcess = async (): Promise<void> => {
     const proc = child;
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) {
       await exited;
@@ -327,6 +371,10 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<LocalRe
     const timer = setTimeout(() => proc.kill('SIGKILL'), 5000);
     await exited;
     clearTimeout(timer);
+  };
+  const stop = async (): Promise<void> => {
+    await stopProcess();
+    await tokenServer?.close();
   };
 
   return {
@@ -345,10 +393,13 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<LocalRe
     configPath,
     logPath,
     workDir,
+    auth: authKind,
+    tokenServer,
     isRunning: () => !!child && child.exitCode === null && child.signalCode === null,
     stop,
     restart: async () => {
-      await stop();
+      await stopProcess();
+      await tokenServer?.start();
       await launch(port);
     },
   };
