@@ -36,6 +36,9 @@ MANIFEST_TYPES = ('application/vnd.oci.image.index.v1+json', 'application/vnd.oc
                   'application/vnd.docker.distribution.manifest.v2+json')
 PARAM_RE = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
 MAX_JSON = 16 * 1024 * 1024
+IDLE_SECONDS = 2.0
+# What a kept-alive connection the server closed meanwhile gives when it is used again.
+STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, http.client.CannotSendRequest, ssl.SSLEOFError)
 
 
 class RegistryFailure(Exception):
@@ -114,10 +117,16 @@ class Registry(object):
 
     # -- connections --------------------------------------------------------------------------------------------------
     def connection(self, netloc):
+        """This thread's connection to netloc: kept alive between requests, but not past IDLE_SECONDS unused (servers
+        close idle connections: Go's after its IdleTimeout, node's after 5 s), so a request seldom meets a closed one."""
         pool = self.local.__dict__.setdefault('pool', {})
         conn = pool.get(netloc)
+        if conn is not None and time.monotonic() - conn.last_used > IDLE_SECONDS:
+            self.drop(netloc)
+            conn = None
         if conn is None:
             conn = pool[netloc] = http.client.HTTPSConnection(netloc, context=self.context, timeout=self.timeout)
+        conn.last_used = time.monotonic()
         return conn
 
     def drop(self, netloc):
@@ -140,18 +149,20 @@ class Registry(object):
             raise RegistryFailure(f'refusing {parts.scheme or "relative"} URL {url!r}: registries are reached over TLS only')
         path = parts.path + (f'?{parts.query}' if parts.query else '')
         pool = self.local.__dict__.setdefault('pool', {})
-        # A kept-alive connection the server has closed meanwhile fails before any answer: once more on a new one
-        # (safe for every request here: an upload goes on from the offset the registry reports).
-        for fresh in ((False, True) if parts.netloc in pool else (True,)):
+        # A kept-alive connection the server has closed meanwhile fails before any answer: once more on a new one,
+        # except a PATCH, which the registry may have taken whole (the answer lost): the upload asks the registry
+        # what it holds instead (docker/distribution 2.8 appends a PATCH whatever its Content-Range says).
+        again = parts.netloc in pool and method != 'PATCH'
+        for fresh in ((False, True) if again else (True,)):
             conn = self.connection(parts.netloc)
             try:
                 conn.request(method, path, body=body, headers={'User-Agent': 'cdk8s-modelcar-tekton-stream/1', **headers})
                 resp = conn.getresponse()
                 break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, http.client.CannotSendRequest):
+            except STALE_CONNECTION as e:
                 self.drop(parts.netloc)
                 if fresh:
-                    raise RegistryRetry(f'{method} {parts.netloc}{parts.path}: the connection was closed before an answer')
+                    raise RegistryRetry(f'{method} {parts.netloc}{parts.path}: the connection was closed before an answer ({type(e).__name__})')
             except ssl.SSLCertVerificationError as e:
                 self.drop(parts.netloc)
                 raise RegistryFailure(f'TLS certificate verification failed for {parts.netloc}: {e.verify_message} '
@@ -252,23 +263,25 @@ class Registry(object):
                                   f'{registry_words(resp.status, resp.body)}')
         if resp.status in (408, 429) or resp.status >= 500:
             wait = resp.header('Retry-After')
-            raise RegistryRetry(f'{method} {urllib.parse.urlsplit(url).path}: {registry_words(resp.status, resp.body)}',
-                                float(wait) if wait.isdigit() else None)
+            self.local.said = f'{method} {urllib.parse.urlsplit(url).path}: {registry_words(resp.status, resp.body)}'
+            raise RegistryRetry(self.local.said, float(wait) if wait.isdigit() else None)
         return resp
 
     def pause(self, error, stalled):
         """Waits before a retry, or raises RegistryFailure when the retries or the deadline are spent."""
+        said = getattr(self.local, 'said', None)
+        last = f' (the registry\'s last answer: {said})' if said and said != str(error) else ''
         if error.wait is None and stalled >= self.retries:
-            raise RegistryFailure(f'{error}; gave up after {stalled} attempts in a row without progress')
+            raise RegistryFailure(f'{error}; gave up after {stalled} attempts in a row without progress{last}')
         delay = error.wait if error.wait is not None else min(30.0, self.backoff * 2 ** (stalled - 1)) * random.uniform(1.0, 1.2)
         if delay > self.left():
-            raise RegistryFailure(f'{error}; no time left before the deadline to retry')
+            raise RegistryFailure(f'{error}; no time left before the deadline to retry{last}')
         self.log(f'  {self.host}: {error}; retrying in {delay:.1f}s')
         time.sleep(delay)
 
     def request(self, method, path, headers=None, body=b'', scope='pull', ok=(200,)):
         """A request retried on transient failures; a status outside `ok` is RegistryFailure, in the registry's words."""
-        stalled = 0
+        stalled, self.local.said = 0, None
         while True:
             try:
                 resp = self.once(method, path, headers, body, scope)
@@ -398,7 +411,7 @@ class Registry(object):
     def send(self, url, chunk, offset, what):
         """PATCHes `chunk` at `offset`; after a lost request, asks the registry what it holds and sends the rest."""
         end = offset + len(chunk)
-        pos, stalled = offset, 0
+        pos, stalled, self.local.said = offset, 0, None
         view = memoryview(chunk)
         while pos < end:
             try:

@@ -19,6 +19,8 @@ import { MODEL_COMMIT, repositoryOf, runModelcar, RunModelcarOptions, servedDige
 import { ModelcarBuilder, PublishMode } from '../../../src';
 import { RunPipelineResult, sandboxSupport } from '../runner/tekton-runner';
 import { SyntheticModel, writeSyntheticModel } from '../support/model-fixture';
+import { LocalRegistry, startRegistry } from '../support/registry';
+import { FaultProxy, REGISTRY_ROUTES, startFaultProxy } from '../support/registry-faults';
 import { freshWorkDir } from '../support/tools';
 
 jest.setTimeout(300_000);
@@ -30,6 +32,15 @@ let world: World;
 let model: SyntheticModel;
 let streaming: any[];
 let volume: any[];
+/** The internal registry behind a fault proxy (distribution 2.8 as it is), and the streaming pipeline pushing through it. */
+let proxy: FaultProxy;
+let viaProxy: any[];
+/** The same, the proxy standing in for a registry that tells a stale upload URL its offset. */
+let tracking: FaultProxy;
+let viaTracking: any[];
+/** A registry that authenticates by the Bearer token flow (docker-registry's own token auth, and a token service stand-in). */
+let tokenRegistry: LocalRegistry;
+let viaToken: any[];
 
 function logTo(name: string): (line: string) => void {
   const file = path.join(work, 'logs', `${name}.log`);
@@ -74,11 +85,34 @@ beforeAll(async () => {
     builder,
     runs: [{ name: 'streamed-volume', tags: TAGS, forceRebuild: true }],
   });
+  proxy = await startFaultProxy(world.internal);
+  tracking = await startFaultProxy(world.internal, { trackUploadOffsets: true });
+  // Tokens live 3 s and the registry holds them to it (no leeway): a push of several seconds renews its token.
+  tokenRegistry = await startRegistry({
+    name: 'token', workDir: path.join(work, 'registry-token'), ca: world.ca, auth: 'token', token: { lifetimeSeconds: 3, strictExpiry: true },
+  });
+  const forcedVia = (dir: string, internal: { host: string }) => synthesizePipeline(world, path.join(work, dir), {
+    builder,
+    internal,
+    publishMode: PublishMode.streaming({ chunkSize: Size.mebibytes(1), parallelLayers: 2 }),
+    runs: [{ name: 'streamed-forced', tags: TAGS, forceRebuild: true }],
+  });
+  viaProxy = forcedVia('dist-proxy', proxy);
+  viaTracking = forcedVia('dist-tracking', tracking);
+  viaToken = forcedVia('dist-token', tokenRegistry);
 }, 120_000);
 
 afterAll(async () => {
+  await proxy?.close();
+  await tracking?.close();
+  await tokenRegistry?.stop();
   await stopWorld(world);
 });
+
+/** A forced streaming run whose first target is `via` (a proxy or another registry), with its credentials. */
+async function forcedVia(name: string, manifests: any[], via: { dockerConfigJson: string }): Promise<RunPipelineResult> {
+  return forced(name, { manifests, secrets: { 'internal-push': { '.dockerconfigjson': via.dockerConfigJson } } });
+}
 
 describe('the streaming mode', () => {
   let first: RunPipelineResult;
@@ -153,5 +187,92 @@ describe('the streaming mode', () => {
     const log = stepLog(r, 'stream-internal', 'stream');
     expect(log).toMatch(/stream-publish: error: .*refused the target's credentials .*HTTP 401: UNAUTHORIZED: authentication required/);
     expect(r.tasks['push-quay']?.status ?? 'NotRun').not.toBe('Succeeded');
+  });
+
+  test('5xx, a PATCH cut mid-body, an answer lost, an expired session (distribution 2.8 as it is): each retried or started again, same image', async () => {
+    proxy.reset();
+    proxy.failWith(500, 2, REGISTRY_ROUTES.uploadPatch);
+    proxy.cutRequestBody(1, REGISTRY_ROUTES.uploadPatch, 200_000);
+    proxy.cutAfterForwarding(1, REGISTRY_ROUTES.uploadPatch);
+    proxy.expireUpload(1, REGISTRY_ROUTES.uploadPatch);
+    proxy.failWith(503, 1, REGISTRY_ROUTES.manifestPut);
+    const r = await forcedVia('registry-faults', viaProxy, proxy);
+    if (r.status !== 'Succeeded') throw new Error(r.log.slice(-6000));
+    expect(proxy.pendingFaults()).toEqual([]);
+    expect(r.tasks['stream-internal'].results.IMAGE_DIGEST).toBe(digest);
+    const log = stepLog(r, 'stream-internal', 'stream');
+    // In the registry's own words, retried.
+    expect(log).toMatch(/HTTP 500: UNKNOWN: unknown error.*retrying in/);
+    expect(log).toMatch(/PUT .*manifests.*HTTP 503: UNAVAILABLE: service unavailable.*retrying in/);
+    // The cut body: the registry got none of it, the session goes on from what it holds.
+    expect(log).toMatch(/the connection was closed before an answer|connection failed/);
+    // The lost answer (2.8 no longer takes that session's URL: BLOB_UPLOAD_INVALID) and the expired session
+    // (BLOB_UPLOAD_UNKNOWN): the blob starts again in a new session.
+    expect(log).toMatch(/BLOB_UPLOAD_INVALID.*starting the blob again/);
+    expect(log).toMatch(/BLOB_UPLOAD_UNKNOWN.*starting the blob again/);
+  });
+
+  test('an answer lost where the registry tells the offset: the upload goes on from the registry\'s offset, not from the start', async () => {
+    tracking.reset();
+    tracking.cutAfterForwarding(2, REGISTRY_ROUTES.uploadPatch);
+    const r = await forcedVia('offset-resume', viaTracking, tracking);
+    if (r.status !== 'Succeeded') throw new Error(r.log.slice(-6000));
+    expect(r.tasks['stream-internal'].results.IMAGE_DIGEST).toBe(digest);
+    const log = stepLog(r, 'stream-internal', 'stream');
+    expect(log.match(/the registry holds \d+ bytes, resuming there/g)?.length).toBe(2);
+    expect(log).not.toMatch(/starting the blob again/);
+  });
+
+  test('a registry that keeps failing: the stream fails within its retries, in the registry\'s words, and no manifest or tag is pushed', async () => {
+    proxy.reset();
+    proxy.failWith(503, 1000, REGISTRY_ROUTES.uploadPatch, { message: 'storage backend is read-only (injected)' });
+    const r = await forcedVia('registry-down', viaProxy, proxy);
+    expect(r.status).toBe('Failed');
+    const log = stepLog(r, 'stream-internal', 'stream');
+    expect(log).toMatch(/stream-publish: error: .*HTTP 503: UNAVAILABLE: storage backend is read-only \(injected\).*gave up after 5 attempts in a row without progress/);
+    expect(proxy.requests.filter((q) => q.method === 'PUT' && /\/manifests\//.test(q.path))).toEqual([]);
+    // Every session it opened was cancelled (DELETE) or never committed (no PUT on an upload URL).
+    expect(proxy.requests.filter((q) => q.method === 'PUT' && /\/blobs\/uploads\//.test(q.path) && q.status === 201)).toEqual([]);
+    expect(r.tasks['push-quay']?.status ?? 'NotRun').not.toBe('Succeeded');
+  });
+
+  test('a file the hub serves other than its listing says: its layer is cancelled, nothing is committed for it, no manifest', async () => {
+    proxy.reset();
+    const shard = model.files.find((f) => f.path === 'model-00002-of-00003.safetensors')!;
+    const file = path.join(model.dir, shard.path);
+    const fd = fs.openSync(file, 'r+');
+    const original = Buffer.alloc(1);
+    try {
+      // One byte in the middle of the shard (past its first chunk) changes on the hub's storage; its listing keeps
+      // the sha256 it had.
+      fs.readSync(fd, original, 0, 1, 5_000_000);
+      fs.writeSync(fd, Buffer.from([original[0] ^ 0xff]), 0, 1, 5_000_000);
+      const r = await forcedVia('hub-mismatch', viaProxy, proxy);
+      expect(r.status).toBe('Failed');
+      const log = stepLog(r, 'stream-internal', 'stream');
+      expect(log).toMatch(/stream-publish: error: model-00002-of-00003\.safetensors from the hub does not match the hub's listing \(sha256 \(LFS oid\) [0-9a-f]{64}, listed [0-9a-f]{64}\): refusing to publish it; its layer is cancelled/);
+      expect(proxy.requests.filter((q) => q.method === 'PUT' && /\/manifests\//.test(q.path))).toEqual([]);
+      // Its session was cancelled (DELETE on it), never committed.
+      const sessions = proxy.requests.filter((q) => q.method === 'DELETE' && /\/blobs\/uploads\//.test(q.path));
+      expect(sessions.length).toBeGreaterThanOrEqual(1);
+    } finally {
+      fs.writeSync(fd, original, 0, 1, 5_000_000);
+      fs.closeSync(fd);
+    }
+  });
+
+  test('the Bearer token flow (a quay.io-like token service): tokens asked for pull,push, renewed as they expire mid-push; base layers copied across registries', async () => {
+    tokenRegistry.tokenServer!.reset();
+    const r = await forcedVia('token', viaToken, tokenRegistry);
+    if (r.status !== 'Succeeded') throw new Error(r.log.slice(-6000));
+    expect(r.tasks['stream-internal'].results.IMAGE_DIGEST).toBe(digest);
+    expect(await servedDigest(tokenRegistry, `${repositoryOf(tokenRegistry)}:${TAGS[0]}`)).toBe(digest);
+    const log = stepLog(r, 'stream-internal', 'stream');
+    // The base is in another registry: its layers go registry to registry through the stream step.
+    expect(log).toMatch(/base layer sha256:[0-9a-f]{64}: .* copied from /);
+    const requests = tokenRegistry.tokenServer!.requests;
+    const streamed = requests.filter((q) => q.credentials === 'valid' && q.scopes.includes(`repository:${repositoryOf(tokenRegistry).split('/').slice(1).join('/')}:pull,push`));
+    expect(streamed.length).toBeGreaterThanOrEqual(1);
+    expect(requests.filter((q) => q.credentials !== 'valid')).toEqual([]);
   });
 });

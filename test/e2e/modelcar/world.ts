@@ -125,12 +125,12 @@ export interface SynthOptions {
   readonly baseImage?: string;
   /** How the model reaches the first registry: the volume mode unless given (the volume-only options are then left out). */
   readonly publishMode?: PublishMode;
-  /** The second target, instead of world.quay (e.g. a registry that authenticates by the Bearer token flow). */
-  readonly quay?: LocalRegistry;
+  /** The first target's host, instead of world.internal's (a fault proxy in front of it, a token-auth registry). */
+  readonly internal?: { readonly host: string };
 }
 
 /** Repository of the model image in each registry. */
-export function repositoryOf(registry: LocalRegistry): string {
+export function repositoryOf(registry: { readonly host: string }): string {
   return `${registry.host}/${NAMESPACE}/synthetic-model`;
 }
 
@@ -169,7 +169,7 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
     pushTargets: [
       PushTarget.registry({
         name: 'internal',
-        repository: repositoryOf(world.internal),
+        repository: repositoryOf(opts.internal ?? world.internal),
         trust,
         retries: opts.retries,
         timeout: Duration.minutes(15),
@@ -177,7 +177,7 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
       }),
       PushTarget.registry({
         name: 'quay',
-        repository: repositoryOf(opts.quay ?? world.quay),
+        repository: repositoryOf(world.quay),
         trust,
         retries: opts.retries,
         timeout: Duration.minutes(15),
