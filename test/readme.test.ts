@@ -62,6 +62,22 @@ test('the modelcar pipeline example synthesizes valid manifests', () => {
   expect(docs.filter((d) => d.kind === 'PipelineRun').map((d) => d.spec.timeouts.pipeline)).toEqual(['2h40m0s']);
 });
 
+test('the streaming example synthesizes a pipeline with no volume: check, stream, a registry-to-registry push, report', () => {
+  const body = exampleAfter('### Publishing without a volume (the streaming mode)');
+  const docs = runExample('streaming', (outdir) => [
+    "import { App, Chart } from 'cdk8s';",
+    `import { ModelcarPipeline, PublishMode, PushTarget, RegistryCredentials } from ${src};`,
+    `const app = new App({ outdir: ${outdir} });`,
+    "const chart = new Chart(app, 'demo');",
+    body,
+    'app.synth();',
+  ].join('\n'));
+  expect(docs.find((d) => d.kind === 'Pipeline').spec.tasks.map((t: any) => t.name)).toEqual(['check-published', 'stream-internal', 'push-quay', 'report-published']);
+  expect(docs.find((d) => d.kind === 'PipelineRun').spec.workspaces).toEqual([{ name: 'shared', emptyDir: {} }]);
+  const stream = docs.find((d) => d.kind === 'Task' && d.metadata.name === 'modelcar-stream-publish').spec.steps.find((s: any) => s.name === 'stream');
+  expect(stream.computeResources.limits.memory).toBe('448Mi');
+});
+
 test('the registration example synthesizes valid manifests: a register-model task after the report, the run\'s registered model name', () => {
   const body = exampleAfter('### Registering each version in the model registry');
   const docs = runExample('register', (outdir) => [

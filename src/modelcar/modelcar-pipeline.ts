@@ -520,17 +520,17 @@ export class ModelcarPipeline extends Construct {
     this._buildConfigSpec = buildConfigSpec(builder ?? ModelcarBuilder.ociLayout(), props.baseImage ?? ModelcarImages.BASE, format);
     if (!streams) {
       this._downloadModel = new DownloadModelTask(this, 'DownloadModel', {
-      name: `${name}-download-model`,
-      fetchImage: props.pythonImage,
-      toolsImage: props.toolsImage,
-      tokenSecretName: props.huggingFaceTokenSecret,
-      hubEndpoint: props.huggingFaceEndpoint,
-      hubTrust: props.huggingFaceTrust,
-      connections: props.downloadConnections,
-      chunkSize: props.downloadChunkSize,
-      // The fetch ends on its own, with its message and its partial files kept, before Tekton stops it.
-      deadline: Duration.seconds(Math.max(60, downloadTimeout.toSeconds() - Math.max(60, Math.round(downloadTimeout.toSeconds() * 0.05)))),
-      builder,
+        name: `${name}-download-model`,
+        fetchImage: props.pythonImage,
+        toolsImage: props.toolsImage,
+        tokenSecretName: props.huggingFaceTokenSecret,
+        hubEndpoint: props.huggingFaceEndpoint,
+        hubTrust: props.huggingFaceTrust,
+        connections: props.downloadConnections,
+        chunkSize: props.downloadChunkSize,
+        // The fetch ends on its own, with its message and its partial files kept, before Tekton stops it.
+        deadline: Duration.seconds(Math.max(60, downloadTimeout.toSeconds() - Math.max(60, Math.round(downloadTimeout.toSeconds() * 0.05)))),
+        builder,
       });
       this._buildImage = new BuildImageTask(this, 'BuildImage', {
         name: `${name}-build-image`,
@@ -560,7 +560,10 @@ export class ModelcarPipeline extends Construct {
     }
     // The streaming mode's first target gets the image from the stream; each next one copies it from the first.
     this.pushes = props.pushTargets.slice(streams ? 1 : 0).map((target) => new PushTask(this, `Push-${target.name}`, {
-      name: `${name}-push-${target.name}`, target, artifactFormat: format, toolsImage: props.toolsImage,
+      name: `${name}-push-${target.name}`,
+      target,
+      artifactFormat: format,
+      toolsImage: props.toolsImage,
       source: streams ? props.pushTargets[0] : undefined,
     }));
     this.checkPublished = new CheckPublishedTask(this, 'CheckPublished', {
@@ -800,7 +803,8 @@ export class ModelcarPipeline extends Construct {
     // A user task fed by a guarded task's result would be skipped, silently, on every run that
     // finds its image published: refuse it here, with the result to use instead.
     const params = JSON.stringify(options.params ?? {});
-    for (const guarded of [this._downloadTask, this._buildTask, this.streamTask, ...this.pushTasks].filter((t): t is PipelineTask => t !== undefined)) {
+    const guardedTasks = [this._downloadTask, this._buildTask, this.streamTask, ...this.pushTasks];
+    for (const guarded of guardedTasks.filter((t): t is PipelineTask => t !== undefined)) {
       if (params.includes(`$(tasks.${guarded.name}.results.`)) {
         throw new Error(`modelcar pipeline ${this.node.path}: task "${name}" takes a result of "${guarded.name}", which is skipped when every `
           + 'target already serves the image (and Tekton then skips this task too): use imageResult(target, ImageResult.REF) '

@@ -82,9 +82,14 @@ describe('a streaming pipeline', () => {
     const env = Object.fromEntries(step.env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
     expect(env).toMatchObject({
       IMAGE: 'image-registry.openshift-image-registry.svc:5000/models/granite',
-      STREAM_LAYERS: '2', STREAM_RANGES: '3', STREAM_CHUNK_BYTES: String(8 * 2 ** 20),
-      PLATFORMS: 'linux/amd64 linux/arm64', AUTH_MODE: 'service-account-token', BASE_AUTH_MODE: 'service-account',
-      HF_REVISION: '$(params.MODEL_REVISION)', BUILD_CONFIG: '$(params.BUILD_CONFIG)',
+      STREAM_LAYERS: '2',
+      STREAM_RANGES: '3',
+      STREAM_CHUNK_BYTES: String(8 * 2 ** 20),
+      PLATFORMS: 'linux/amd64 linux/arm64',
+      AUTH_MODE: 'service-account-token',
+      BASE_AUTH_MODE: 'service-account',
+      HF_REVISION: '$(params.MODEL_REVISION)',
+      BUILD_CONFIG: '$(params.BUILD_CONFIG)',
     });
     expect(step.script).not.toContain('$(params.');
   });
@@ -96,7 +101,9 @@ describe('a streaming pipeline', () => {
     const env = Object.fromEntries(push.env.map((e: any) => [e.name, e.value]));
     expect(env).toMatchObject({
       SOURCE_IMAGE: 'image-registry.openshift-image-registry.svc:5000/models/granite',
-      SOURCE_AUTH_MODE: 'service-account-token', AUTH_MODE: 'secret', SOURCE_TLS_VERIFY: 'true',
+      SOURCE_AUTH_MODE: 'service-account-token',
+      AUTH_MODE: 'secret',
+      SOURCE_TLS_VERIFY: 'true',
     });
     // No artifact on a volume to check: the preamble is the plain one.
     expect(task.spec.steps[0].env.find((e: any) => e.name === 'ARTIFACT_PATH')).toBeUndefined();

@@ -91,15 +91,15 @@ beforeAll(async () => {
   tokenRegistry = await startRegistry({
     name: 'token', workDir: path.join(work, 'registry-token'), ca: world.ca, auth: 'token', token: { lifetimeSeconds: 3, strictExpiry: true },
   });
-  const forcedVia = (dir: string, internal: { host: string }) => synthesizePipeline(world, path.join(work, dir), {
+  const synthVia = (dir: string, internal: { host: string }) => synthesizePipeline(world, path.join(work, dir), {
     builder,
     internal,
     publishMode: PublishMode.streaming({ chunkSize: Size.mebibytes(1), parallelLayers: 2 }),
     runs: [{ name: 'streamed-forced', tags: TAGS, forceRebuild: true }],
   });
-  viaProxy = forcedVia('dist-proxy', proxy);
-  viaTracking = forcedVia('dist-tracking', tracking);
-  viaToken = forcedVia('dist-token', tokenRegistry);
+  viaProxy = synthVia('dist-proxy', proxy);
+  viaTracking = synthVia('dist-tracking', tracking);
+  viaToken = synthVia('dist-token', tokenRegistry);
 }, 120_000);
 
 afterAll(async () => {
@@ -246,7 +246,7 @@ describe('the streaming mode', () => {
       // One byte in the middle of the shard (past its first chunk) changes on the hub's storage; its listing keeps
       // the sha256 it had.
       fs.readSync(fd, original, 0, 1, 5_000_000);
-      fs.writeSync(fd, Buffer.from([original[0] ^ 0xff]), 0, 1, 5_000_000);
+      fs.writeSync(fd, Buffer.from([255 - original[0]]), 0, 1, 5_000_000);
       const r = await forcedVia('hub-mismatch', viaProxy, proxy);
       expect(r.status).toBe('Failed');
       const log = stepLog(r, 'stream-internal', 'stream');
