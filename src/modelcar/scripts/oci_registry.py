@@ -28,6 +28,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+import urllib.request
 
 from ca_trust import *
 
@@ -125,7 +126,19 @@ class Registry(object):
             self.drop(netloc)
             conn = None
         if conn is None:
-            conn = pool[netloc] = http.client.HTTPSConnection(netloc, context=self.context, timeout=self.timeout)
+            proxy = https_proxy(netloc)
+            if proxy is None:
+                conn = http.client.HTTPSConnection(netloc, context=self.context, timeout=self.timeout)
+            else:
+                # TCP to the proxy, CONNECT netloc, then TLS with netloc's certificate checked end to end.
+                conn = http.client.HTTPSConnection(proxy.hostname, proxy.port or 80, context=self.context, timeout=self.timeout)
+                auth = {}
+                if proxy.username:
+                    userinfo = f'{urllib.parse.unquote(proxy.username)}:{urllib.parse.unquote(proxy.password or "")}'
+                    auth['Proxy-Authorization'] = 'Basic ' + base64.b64encode(userinfo.encode()).decode()
+                host, _, port = netloc.rpartition(':') if netloc.rpartition(':')[2].isdigit() else (netloc, '', '443')
+                conn.set_tunnel(host, int(port), headers=auth)
+            pool[netloc] = conn
         conn.last_used = time.monotonic()
         return conn
 
@@ -450,6 +463,18 @@ class Registry(object):
         self.request('PUT', f'{url}{sep}digest={digest}', {'Content-Type': 'application/octet-stream', 'Content-Length': str(len(data))},
                      data, 'pull,push', ok=(201,))
         self.log(f'  {what} {digest}: {len(data)} bytes sent')
+
+
+def https_proxy(netloc):
+    """The proxy for an https netloc from HTTPS_PROXY and NO_PROXY (as urllib, and so the hub's requests, and skopeo
+    read them), or None. Only an http:// proxy (CONNECT) is taken."""
+    url = urllib.request.getproxies().get('https')
+    if not url or urllib.request.proxy_bypass(netloc.rpartition(':')[0] if netloc.rpartition(':')[2].isdigit() else netloc):
+        return None
+    proxy = urllib.parse.urlsplit(url if '://' in url else 'http://' + url)
+    if proxy.scheme != 'http' or not proxy.hostname:
+        raise RegistryFailure(f'HTTPS_PROXY {proxy.scheme}://{proxy.hostname}: only an http:// proxy (CONNECT) is supported for registries')
+    return proxy
 
 
 def tls_for(ca_dir, verify, variable):
