@@ -40,7 +40,7 @@ import { ociArchitecture } from '../e2e/support/base-image';
 import { BuildahStore, buildahStore } from '../e2e/support/buildah';
 import { reviseShard, reviseSmallFile, SyntheticModel } from '../e2e/support/model-fixture';
 import { LocalRegistry } from '../e2e/support/registry';
-import { run } from '../e2e/support/tools';
+import { pairSockets, run } from '../e2e/support/tools';
 
 /** Where containers/image keeps its blob-info cache when run as root (containers/image pkg/blobinfocache/default.go). */
 const SYSTEM_BLOB_INFO_CACHE = '/var/lib/containers/cache';
@@ -107,14 +107,7 @@ export async function startLinkProxy(target: LocalRegistry, bytesPerSecond: numb
     const id = ids++;
     proxy.connections++;
     const upstream = net.connect(target.port, '127.0.0.1');
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => {
-        client.destroy();
-        upstream.destroy();
-      });
-    }
+    pairSockets(client, upstream, sockets);
     const down = new Throttle(bytesPerSecond, (n) => {
       proxy.bytesDown += n;
       const mine = slots.get(id) ?? new Set<number>();

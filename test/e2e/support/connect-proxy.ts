@@ -5,6 +5,7 @@
 import * as http from 'http';
 import * as net from 'net';
 import { AddressInfo } from 'net';
+import { pairSockets } from './tools';
 
 export interface ConnectProxy {
   /** `http://127.0.0.1:PORT`, the value for HTTPS_PROXY. */
@@ -30,14 +31,7 @@ export async function startConnectProxy(): Promise<ConnectProxy> {
       upstream.pipe(client);
       client.pipe(upstream);
     });
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => {
-        client.destroy();
-        upstream.destroy();
-      });
-    }
+    pairSockets(client, upstream, sockets);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {

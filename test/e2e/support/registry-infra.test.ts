@@ -19,7 +19,7 @@ import { basicAuth, dockerConfigJsonFor, LocalRegistry, makeCa, startRegistry, T
 import { FaultProxy, httpsRequest, REGISTRY_ROUTES, startFaultProxy } from './registry-faults';
 import { decodeJwt, parseScopes } from './registry-token';
 import { classifyRegistryError, inspectDigest, skopeoCopy } from './skopeo';
-import { freshWorkDir, requireTools, run } from './tools';
+import { freshWorkDir, requireTools, run, stopwatch } from './tools';
 import { KEEP_ENV } from '../../support/run-root';
 
 const sha256 = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -73,15 +73,7 @@ let tokenReg: LocalRegistry | undefined;
 let proxy: FaultProxy | undefined;
 let image: TinyImage;
 
-const timings: Record<string, number> = {};
-async function timed<T>(name: string, f: () => Promise<T>): Promise<T> {
-  const t0 = Date.now();
-  try {
-    return await f();
-  } finally {
-    timings[name] = Date.now() - t0;
-  }
-}
+const { timings, timed } = stopwatch();
 
 beforeAll(async () => {
   requireTools(['docker-registry', 'htpasswd', 'openssl', 'setpriv', 'skopeo']);

@@ -11,7 +11,7 @@ import { BuildahStore, buildahStore } from './buildah';
 import { describeModelDir, SyntheticModel, writeSyntheticModel } from './model-fixture';
 import { dockerConfigJsonFor, LocalRegistry, makeCa, pingV2, startRegistry } from './registry';
 import { classifyRegistryError, inspectDigest, rawManifest, skopeoCopy } from './skopeo';
-import { asIdentity, E2E_TOOLS, freshWorkDir, requireTools, run } from './tools';
+import { asIdentity, E2E_TOOLS, freshWorkDir, requireTools, run, stopwatch } from './tools';
 
 const UNPRIVILEGED = { uid: 1000970000, gid: 1000970000, groups: [4242] };
 
@@ -25,15 +25,7 @@ let store: BuildahStore;
 let modelcarOci: string;
 let modelcarDigest: string;
 
-const timings: Record<string, number> = {};
-async function timed<T>(name: string, f: () => Promise<T>): Promise<T> {
-  const t0 = Date.now();
-  try {
-    return await f();
-  } finally {
-    timings[name] = Date.now() - t0;
-  }
-}
+const { timings, timed } = stopwatch();
 
 beforeAll(async () => {
   requireTools(E2E_TOOLS);

@@ -7,6 +7,7 @@
  */
 import { spawn, SpawnOptions } from 'child_process';
 import * as fs from 'fs';
+import type { Socket } from 'net';
 import * as os from 'os';
 import * as path from 'path';
 
@@ -170,4 +171,35 @@ export function freshWorkDir(name: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `e2e-${name}-`));
   fs.chmodSync(dir, 0o755);
   return dir;
+}
+
+/** A stopwatch for a suite's setup figures: `timed(name, f)` runs f and records its milliseconds in `timings`. */
+export function stopwatch(): { timings: Record<string, number>; timed: <T>(name: string, f: () => Promise<T>) => Promise<T> } {
+  const timings: Record<string, number> = {};
+  return {
+    timings,
+    timed: async (name, f) => {
+      const t0 = Date.now();
+      try {
+        return await f();
+      } finally {
+        timings[name] = Date.now() - t0;
+      }
+    },
+  };
+}
+
+/**
+ * Pipes two sockets both ways' error handling together: either one failing destroys both, and each is in `live`
+ * while open (for a close() that leaves no socket behind).
+ */
+export function pairSockets(a: Socket, b: Socket, live: Set<Socket>): void {
+  for (const s of [a, b]) {
+    live.add(s);
+    s.on('close', () => live.delete(s));
+    s.on('error', () => {
+      a.destroy();
+      b.destroy();
+    });
+  }
 }
