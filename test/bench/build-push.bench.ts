@@ -25,6 +25,15 @@
  * layout pipeline to the same registries after the first; what the registries store anew (du of their storage
  * before and after) per model byte. Per-file layers: only the small-files layer and the manifests move.
  *
+ * Publish stage (`--publish-only` runs it alone): the WHOLE publish to both registries, download included, three ways
+ * side by side in one run: the seed's (the analysis pipeline above, with its download), our volume mode (the default
+ * layout pipeline: check, download, build, two pushes) and our streaming mode (`PublishMode.streaming()`: check,
+ * stream hub -> internal registry, registry-to-registry push to quay); each with the fake hub's CDN capping each
+ * connection at 25 MiB/s and on the open loopback. Each run publishes to fresh repositories of its own (nothing to
+ * skip: the stage fails loudly if any task was skipped). Measured: wall time (first task start to the last push's
+ * end), bytes every step of the run wrote to storage per model byte (the registries' storage is counted for no
+ * way), the highest cgroup memory peak of any step and which step, and the wall-time ratios. See publish-stage.ts.
+ *
  * Pull stage (last; `--pull-only` runs it alone): the node's side. The seed's image (buildah, the model in one layer,
  * gzipped by `buildah push`) and ours (the layout pipeline), pulled from the quay registry by skopeo into a fresh
  * containers/storage overlay store each (containers/image + containers/storage, as CRI-O), over loopback and through
@@ -34,7 +43,7 @@
  * The model's shards are bf16-like by default (gzip keeps ~83% of them, model-fixture.ts); `--weights random`
  * makes them incompressible, as in the figures of README.md taken before the pull stage.
  *
- * Options: --size-gib N (default 2), --files N (default 4 shards), --download-only, --pull-only, --pull-runs N,
+ * Options: --size-gib N (default 2), --files N (default 4 shards), --download-only, --publish-only, --pull-only, --pull-runs N,
  * --link-mib N, --weights bf16|random, --keep (leave the work dir).
  * The last line printed is one JSON object with every figure.
  *
@@ -47,11 +56,13 @@ import { execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { analysisManifests } from './analysis-pipeline';
 import { duBytes, sampleDisk } from './disk';
+import { publishStage, publishTable } from './publish-stage';
 import { pullStage, pullTable } from './pull-stage';
 import { ModelcarBuilder } from '../../src';
 import { loadScript } from '../../src/modelcar/scripts';
-import { FS_GROUP, MODEL_COMMIT, MODEL_REPO, NAMESPACE, repositoryOf, runModelcar, RunModelcarOptions, runNameOf, startWorld, stopWorld, synthesizePipeline, World } from '../e2e/modelcar/world';
+import { FS_GROUP, MODEL_COMMIT, MODEL_REPO, repositoryOf, runModelcar, RunModelcarOptions, runNameOf, startWorld, stopWorld, synthesizePipeline, World } from '../e2e/modelcar/world';
 import { Manifest, RunPipelineResult } from '../e2e/runner/tekton-runner';
 import { hubFilesOf } from '../e2e/support/fake-hub';
 import { describeModelDir, writeSyntheticModel, SyntheticModel } from '../e2e/support/model-fixture';
@@ -76,129 +87,6 @@ function arg(name: string, fallback: number): number {
 
 const GiB = 1024 ** 3;
 const MEASURED = ['build-image', 'push-internal', 'push-quay'];
-
-/** The analysis's pipeline, as its YAML did it (paths, formats and tools), with env instead of inlined params. */
-function analysisManifests(world: World): Manifest[] {
-  const ws = '$(workspaces.source.path)';
-  const archive = `${ws}/oci/image.tar`;
-  const skopeo = 'registry.access.redhat.com/ubi9/skopeo';
-  const push = (name: string, registry: string) => ({
-    apiVersion: 'tekton.dev/v1',
-    kind: 'Task',
-    metadata: { name: `analysis-push-${name}` },
-    spec: {
-      workspaces: [{ name: 'source' }],
-      volumes: [
-        { name: 'tmp', emptyDir: {} },
-        { name: 'ca', configMap: { name: 'registry-ca' } },
-        { name: 'auth', secret: { secretName: `${name}-push` } },
-      ],
-      steps: [{
-        name: `push-${name}`,
-        image: skopeo,
-        env: [{ name: 'ARCHIVE', value: archive }, { name: 'DEST', value: `docker://${registry}:analysis` }],
-        volumeMounts: [{ name: 'tmp', mountPath: '/var/tmp' }, { name: 'ca', mountPath: '/etc/certs' }, { name: 'auth', mountPath: '/etc/auth' }],
-        script: `#!/bin/sh
-set -eu
-# The analysis: inspect the archive (debug/validation), then copy it. Each call unpacks the archive to its temp
-# dir (/var/tmp: the container's disk on the node), see test/e2e/support/skopeo.ts.
-skopeo --tmpdir /var/tmp inspect "oci-archive:\${ARCHIVE}" > /dev/null
-skopeo --tmpdir /var/tmp copy --quiet --dest-cert-dir /etc/certs --dest-authfile /etc/auth/.dockerconfigjson "oci-archive:\${ARCHIVE}" "\${DEST}"
-`,
-      }],
-    },
-  });
-  const build = {
-    apiVersion: 'tekton.dev/v1',
-    kind: 'Task',
-    metadata: { name: 'analysis-build-image' },
-    spec: {
-      workspaces: [{ name: 'source' }],
-      volumes: [
-        { name: 'containers', emptyDir: {} },
-        { name: 'tmp', emptyDir: {} },
-        { name: 'ca', configMap: { name: 'base-ca' } },
-        { name: 'auth', secret: { secretName: 'base-pull' } },
-      ],
-      steps: [
-        {
-          name: 'build-image',
-          image: 'registry.redhat.io/rhel9/buildah',
-          securityContext: { privileged: true },
-          env: [{ name: 'WS', value: ws }, { name: 'BASE', value: world.base.reference }, { name: 'TMPDIR', value: '/var/tmp' }],
-          volumeMounts: [{ name: 'containers', mountPath: '/var/lib/containers' }, { name: 'tmp', mountPath: '/var/tmp' }, { name: 'ca', mountPath: '/etc/certs' }, { name: 'auth', mountPath: '/etc/auth' }],
-          script: `#!/bin/sh
-set -eu
-set -- --storage-driver vfs --root /var/lib/containers/storage --runroot /var/lib/containers/run
-ctr=$(buildah "$@" from --quiet --cert-dir /etc/certs --authfile /etc/auth/.dockerconfigjson "docker://\${BASE}")
-buildah "$@" copy --quiet "\${ctr}" "\${WS}/model" /models
-buildah "$@" commit --quiet "\${ctr}" modelcar > /dev/null
-mkdir -p "\${WS}/oci"
-buildah "$@" push --quiet modelcar "oci-archive:\${WS}/oci/image.tar:latest"
-sync
-`,
-        },
-        {
-          name: 'validate',
-          image: skopeo,
-          env: [{ name: 'ARCHIVE', value: archive }],
-          volumeMounts: [{ name: 'tmp', mountPath: '/var/tmp' }],
-          script: `#!/bin/sh
-set -eu
-skopeo --tmpdir /var/tmp inspect --format '{{.Digest}}' "oci-archive:\${ARCHIVE}"
-`,
-        },
-      ],
-    },
-  };
-  const download = {
-    apiVersion: 'tekton.dev/v1',
-    kind: 'Task',
-    metadata: { name: 'analysis-download-model' },
-    spec: {
-      workspaces: [{ name: 'source' }],
-      results: [{ name: 'MODEL_RESOLVED_REVISION' }],
-      // The same fetch script as ours, from the same fake hub (the download is not what is compared).
-      volumes: [{ name: 'hub-ca', configMap: { name: 'hub-ca' } }],
-      steps: [{
-        name: 'fetch',
-        image: 'registry.access.redhat.com/ubi9/python-312',
-        env: [
-          { name: 'MODEL_DIR', value: `${ws}/model` }, { name: 'RESOLVED_REVISION_FILE', value: '$(results.MODEL_RESOLVED_REVISION.path)' },
-          { name: 'HF_REPO', value: MODEL_REPO }, { name: 'HF_ENDPOINT', value: world.hub.hubUrl }, { name: 'HF_CA_DIR', value: '/etc/hub-ca' },
-        ],
-        volumeMounts: [{ name: 'hub-ca', mountPath: '/etc/hub-ca', readOnly: true }],
-        script: loadScript('hf-fetch.py'),
-      }],
-    },
-  };
-  const pipeline = {
-    apiVersion: 'tekton.dev/v1',
-    kind: 'Pipeline',
-    metadata: { name: 'analysis' },
-    spec: {
-      workspaces: [{ name: 'shared' }],
-      tasks: [
-        { name: 'download-model', taskRef: { name: 'analysis-download-model' }, workspaces: [{ name: 'source', workspace: 'shared' }] },
-        { name: 'build-image', taskRef: { name: 'analysis-build-image' }, runAfter: ['download-model'], workspaces: [{ name: 'source', workspace: 'shared' }] },
-        { name: 'push-internal', taskRef: { name: 'analysis-push-internal' }, runAfter: ['build-image'], workspaces: [{ name: 'source', workspace: 'shared' }] },
-        { name: 'push-quay', taskRef: { name: 'analysis-push-quay' }, runAfter: ['push-internal'], workspaces: [{ name: 'source', workspace: 'shared' }] },
-      ],
-    },
-  };
-  const run = {
-    apiVersion: 'tekton.dev/v1',
-    kind: 'PipelineRun',
-    metadata: { name: 'analysis', namespace: NAMESPACE },
-    spec: {
-      pipelineRef: { name: 'analysis' },
-      taskRunTemplate: { podTemplate: { securityContext: { fsGroup: FS_GROUP } } },
-      taskRunSpecs: [{ pipelineTaskName: 'build-image', podTemplate: { securityContext: { runAsUser: 0, fsGroup: FS_GROUP } } }],
-      workspaces: [{ name: 'shared', volumeClaimTemplate: { spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '10Gi' } } } } }],
-    },
-  };
-  return [download, build, push('internal', repositoryOf(world.internal)), push('quay', repositoryOf(world.quay)), pipeline, run];
-}
 
 interface MeasureExtra {
   readonly taskRunSpecs?: any[];
@@ -359,6 +247,8 @@ function gib(n: number): string {
 }
 
 async function main(): Promise<void> {
+  // Before this run adds its own (the world, the model): what else the machine was doing.
+  const loadAverageAtStart = os.loadavg();
   const sizeGiB = arg('--size-gib', 2);
   const files = arg('--files', 4);
   const weightsArg = process.argv.indexOf('--weights');
@@ -376,6 +266,23 @@ async function main(): Promise<void> {
     const machineLine = `machine: ${cpu.length} x ${cpu[0]?.model ?? 'cpu'}, ${gib(os.totalmem())} RAM, ${os.type()} ${os.release()}; `
       + `model ${gib(model.totalBytes)} in ${model.files.length} files, ${weights} weights`;
     const pullOptions = { runs: arg('--pull-runs', 2), capBytesPerSecond: arg('--link-mib', 50) * MiB };
+    const loadLine = `load average at start: ${loadAverageAtStart.map((l) => l.toFixed(2)).join(', ')} (1, 5, 15 min)`;
+    if (process.argv.includes('--publish-only')) {
+      const published = await publishStage(world, model, work);
+      console.log(machineLine);
+      console.log(loadLine);
+      for (const line of publishTable(published, model)) console.log(line);
+      console.log(JSON.stringify({
+        machine,
+        loadAverageAtStart,
+        modelBytes: model.totalBytes,
+        modelFiles: model.files.length,
+        weights,
+        publish: published,
+        totalSeconds: (Date.now() - started) / 1000,
+      }));
+      return;
+    }
     if (process.argv.includes('--pull-only')) {
       const pulled = await pullStage(world, model, work, pullOptions);
       console.log(machineLine);
@@ -458,6 +365,8 @@ async function main(): Promise<void> {
     const republish = { bytesStoredAnew: storedAnew, bytesPerModelByte: storedAnew / model.totalBytes, digest: rr.tasks['build-image'].results.IMAGE_DIGEST };
     process.stderr.write(`  republish: the registries stored ${storedAnew} bytes anew (${republish.bytesPerModelByte.toExponential(2)} per model byte)\n`);
 
+    const published = await publishStage(world, model, work);
+
     const pulled = await pullStage(world, model, work, pullOptions);
 
     const [analysis, buildahOci, layout, again] = results;
@@ -472,15 +381,18 @@ async function main(): Promise<void> {
     ];
     const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
     console.log(machineLine);
+    console.log(loadLine);
     for (const row of table) console.log(row.map((c, i) => c.padEnd(widths[i])).join('  '));
     for (const f of results) {
       console.log(`  ${f.pipeline}: ${Object.entries(f.perTask).map(([t, v]) => `${t} ${v.seconds.toFixed(1)} s / ${gib(v.bytesWritten)}`).join(', ')}`);
     }
     for (const line of dlTable) console.log(line);
     console.log(`  republish (one small file changed): ${republish.bytesStoredAnew} bytes stored anew by both registries, ${republish.bytesPerModelByte.toExponential(2)} per model byte`);
+    for (const line of publishTable(published, model)) console.log(line);
     for (const line of pullTable(pulled, model, pullOptions.runs)) console.log(line);
     const summary = {
       machine,
+      loadAverageAtStart,
       modelBytes: model.totalBytes,
       modelFiles: model.files.length,
       pipelines: Object.fromEntries(results.map((f) => [f.pipeline, f])),
@@ -499,6 +411,7 @@ async function main(): Promise<void> {
       download: dl.summary,
       downloadWays: dl.ways,
       republish: { bytesPerModelByte: republish.bytesPerModelByte, bytesStoredAnew: republish.bytesStoredAnew },
+      publish: published,
       weights,
       pull: pulled,
       targets: {

@@ -127,11 +127,16 @@ export interface SynthOptions {
   readonly publishMode?: PublishMode;
   /** The first target's host, instead of world.internal's (a fault proxy in front of it, a token-auth registry). */
   readonly internal?: { readonly host: string };
+  /**
+   * The image's repository name under NAMESPACE at both targets (repositoryOf's `name`), e.g. a fresh one per run
+   * that must find nothing published. Default 'synthetic-model'.
+   */
+  readonly repositoryName?: string;
 }
 
-/** Repository of the model image in each registry. */
-export function repositoryOf(registry: { readonly host: string }): string {
-  return `${registry.host}/${NAMESPACE}/synthetic-model`;
+/** Repository of the model image in each registry: `host/NAMESPACE/name` (default name 'synthetic-model'). */
+export function repositoryOf(registry: { readonly host: string }, name: string = 'synthetic-model'): string {
+  return `${registry.host}/${NAMESPACE}/${name}`;
 }
 
 /**
@@ -169,7 +174,7 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
     pushTargets: [
       PushTarget.registry({
         name: 'internal',
-        repository: repositoryOf(opts.internal ?? world.internal),
+        repository: repositoryOf(opts.internal ?? world.internal, opts.repositoryName),
         trust,
         retries: opts.retries,
         timeout: Duration.minutes(15),
@@ -177,7 +182,7 @@ export function synthesizePipeline(world: World, outdir: string, opts: SynthOpti
       }),
       PushTarget.registry({
         name: 'quay',
-        repository: repositoryOf(world.quay),
+        repository: repositoryOf(world.quay, opts.repositoryName),
         trust,
         retries: opts.retries,
         timeout: Duration.minutes(15),
