@@ -30,6 +30,7 @@
  */
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { analysisManifests } from './analysis-pipeline';
 import { cpuSecondsOf, registryPid } from './pull-stage';
@@ -82,6 +83,8 @@ export interface PublishFigures {
   readonly benchCpuSeconds: number;
   /** CPU seconds of each registry's process during the run. */
   readonly registryCpuSeconds: { internal: number; quay: number };
+  /** The machine's 1-minute load average when the run started (this bench's previous run included). */
+  readonly loadAverage1mAtStart: number;
 }
 
 export interface PublishStageResult {
@@ -149,6 +152,7 @@ async function publishOnce(world: World, model: SyntheticModel, work: string, wa
   execFileSync('sync');
   world.hub.reset();
   world.hub.cdnBytesPerSecond = cap;
+  const loadAverage1mAtStart = os.loadavg()[0];
   const pids = { internal: registryPid(world.internal), quay: registryPid(world.quay) };
   const registryCpu = { internal: cpuSecondsOf(pids.internal), quay: cpuSecondsOf(pids.quay) };
   const benchCpu = process.cpuUsage();
@@ -202,6 +206,7 @@ async function publishOnce(world: World, model: SyntheticModel, work: string, wa
     cdnRequests,
     benchCpuSeconds: (benchUsage.user + benchUsage.system) / 1e6,
     registryCpuSeconds,
+    loadAverage1mAtStart,
   };
 }
 
@@ -252,7 +257,8 @@ export function publishTable(result: PublishStageResult, model: SyntheticModel):
   for (const f of result.runs) {
     lines.push(`  ${f.way} (${f.link}): ${Object.entries(f.perTask).map(([t, v]) => `${t} ${v.seconds.toFixed(1)} s / ${(v.bytesWritten / GiB).toFixed(2)} GiB`
       + (v.peakMemoryBytes !== undefined ? ` / ${mib(v.peakMemoryBytes)}` : '')).join(', ')}; ${f.cdnRequests} CDN requests; CPU s: bench (fake hub, runner) `
-      + `${f.benchCpuSeconds.toFixed(1)}, registry internal ${f.registryCpuSeconds.internal.toFixed(1)}, quay ${f.registryCpuSeconds.quay.toFixed(1)}`);
+      + `${f.benchCpuSeconds.toFixed(1)}, registry internal ${f.registryCpuSeconds.internal.toFixed(1)}, quay ${f.registryCpuSeconds.quay.toFixed(1)}; `
+      + `load ${f.loadAverage1mAtStart.toFixed(2)} at its start`);
   }
   lines.push(`  volume and streaming published the same digest on both links: ${result.sameDigestVolumeAndStreaming}`);
   return lines;
