@@ -75,7 +75,7 @@ test('the streaming example synthesizes a pipeline with no volume: check, stream
   expect(docs.find((d) => d.kind === 'Pipeline').spec.tasks.map((t: any) => t.name)).toEqual(['check-published', 'stream-internal', 'push-quay', 'report-published']);
   expect(docs.find((d) => d.kind === 'PipelineRun').spec.workspaces).toEqual([{ name: 'shared', emptyDir: {} }]);
   const stream = docs.find((d) => d.kind === 'Task' && d.metadata.name === 'modelcar-stream-publish').spec.steps.find((s: any) => s.name === 'stream');
-  expect(stream.computeResources.limits.memory).toBe('704Mi');
+  expect(stream.computeResources.limits.memory).toBe('448Mi');
 });
 
 test('the registration example synthesizes valid manifests: a register-model task after the report, the run\'s registered model name', () => {

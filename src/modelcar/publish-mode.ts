@@ -58,8 +58,7 @@ export class PublishMode {
    * The streaming mode: no volume. One task reads each file from the hub and sends it, in the same pass, as the
    * layout builder's layers (byte for byte the same image, the same digest) to the first target; the next targets
    * copy it registry to registry. Memory, not disk: at most `parallelLayers x (rangesPerLayer + 1) x chunkSize` of
-   * model bytes at once (the step's memory request and limit are that plus 512 MiB: the interpreter, TLS, and the
-   * kernel's socket buffers, which the step's cgroup is charged for).
+   * model bytes at once (the step's memory request and limit are that plus 256 MiB for the interpreter and TLS).
    */
   public static streaming(options: StreamingPublishOptions = {}): PublishMode {
     const layers = options.parallelLayers ?? 4;
@@ -78,7 +77,7 @@ export class PublishMode {
     const mode = new PublishMode(true, layers, ranges, chunk, options.timeout ?? Duration.hours(1), retries);
     if (mode.memoryLimitBytes > STEP_MEMORY_CEILING) {
       throw new Error(`PublishMode.streaming: parallelLayers x (rangesPerLayer + 1) x chunkSize is ${mib(mode.memoryBoundBytes)} MiB, and with `
-        + `the 512 MiB of interpreter, TLS and socket buffers the step would need ${mib(mode.memoryLimitBytes)} MiB, over ${mib(STEP_MEMORY_CEILING)} MiB (what a `
+        + `the interpreter's 256 MiB the step would need ${mib(mode.memoryLimitBytes)} MiB, over ${mib(STEP_MEMORY_CEILING)} MiB (what a `
         + 'LimitRange commonly allows one container): lower one of them');
     }
     if (mode.timeout.toSeconds() < 120) throw new Error('PublishMode.streaming: timeout must be at least 2 minutes');
@@ -113,16 +112,17 @@ export class PublishMode {
   }
 
   /**
-   * The streaming step's memory limit (and request): the bound plus 512 MiB for the interpreter, TLS and the kernel's
-   * socket buffers charged to the step's cgroup (the benchmark's 1 GiB publish peaked at 373 MiB with the default
-   * 192 MiB bound).
+   * The streaming step's memory limit (and request): the bound plus 256 MiB for the interpreter and TLS. The step pins
+   * glibc's mmap threshold (MALLOC_MMAP_THRESHOLD_), so that each chunk's buffer goes back to the system when freed:
+   * with glibc's moving threshold and per-thread arenas, freed 16 MiB buffers stayed in the heap and the benchmark's
+   * 1 GiB publish peaked at 373 MiB for a 192 MiB bound.
    */
   public get memoryLimitBytes(): number {
     return this.memoryBoundBytes + INTERPRETER_BYTES;
   }
 }
 
-const INTERPRETER_BYTES = 512 * 1024 * 1024;
+const INTERPRETER_BYTES = 256 * 1024 * 1024;
 /** A LimitRange's common per-container maximum (OpenShift's project template examples, our test namespace): 2 GiB. */
 const STEP_MEMORY_CEILING = 2 * 1024 * 1024 * 1024;
 const mib = (n: number) => Math.round(n / 1024 / 1024);

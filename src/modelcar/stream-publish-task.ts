@@ -219,6 +219,9 @@ export class StreamPublishTask extends Construct {
         RESULT_IMAGE_DIGEST: this.imageDigestResult.pathEnvValue(),
         RESULT_IMAGE_REF: this.imageRef.pathEnvValue(),
         HOME: kplus.EnvValue.fromValue('/tmp'),
+        // Buffers of 128 KiB and more are mmapped, and so returned to the system when freed: glibc's default
+        // threshold moves up after the first free of a large buffer, and freed chunks then stay in its heaps.
+        MALLOC_MMAP_THRESHOLD_: kplus.EnvValue.fromValue('131072'),
         ...hub.env,
         ...registry.env,
         ...baseAccess.env,

@@ -35,7 +35,7 @@ describe('PublishMode', () => {
     const m = PublishMode.streaming();
     expect([m.streams, m.parallelLayers, m.rangesPerLayer, m.chunkBytes, m.retries]).toEqual([true, 4, 2, 16 * 2 ** 20, 0]);
     expect(m.memoryBoundBytes).toBe(4 * 3 * 16 * 2 ** 20);
-    expect(m.memoryLimitBytes).toBe(m.memoryBoundBytes + 512 * 2 ** 20);
+    expect(m.memoryLimitBytes).toBe(m.memoryBoundBytes + 256 * 2 ** 20);
     expect(PublishMode.volume().streams).toBe(false);
   });
 
@@ -44,7 +44,7 @@ describe('PublishMode', () => {
     expect(() => PublishMode.streaming({ rangesPerLayer: 1.5 })).toThrow(/rangesPerLayer must be a whole number/);
     expect(() => PublishMode.streaming({ chunkSize: Size.kibibytes(512) })).toThrow(/chunkSize must be a whole number of KiB from 1 MiB to 512 MiB/);
     expect(() => PublishMode.streaming({ parallelLayers: 8, rangesPerLayer: 4, chunkSize: Size.mebibytes(64) }))
-      .toThrow(/is 2560 MiB, and with the 512 MiB of interpreter, TLS and socket buffers the step would need 3072 MiB, over 2048 MiB .*lower one of them/);
+      .toThrow(/is 2560 MiB, and with the interpreter's 256 MiB the step would need 2816 MiB, over 2048 MiB .*lower one of them/);
     expect(() => PublishMode.streaming({ timeout: Duration.seconds(30) })).toThrow(/timeout must be at least 2 minutes/);
   });
 });
@@ -78,7 +78,7 @@ describe('a streaming pipeline', () => {
     const { docs } = streamingApp(PublishMode.streaming({ parallelLayers: 2, rangesPerLayer: 3, chunkSize: Size.mebibytes(8) }));
     const task = docs.find((d) => d.kind === 'Task' && d.metadata.name === 'modelcar-stream-publish');
     const step = task.spec.steps.find((s: any) => s.name === 'stream');
-    expect(step.computeResources).toEqual({ requests: { memory: '576Mi' }, limits: { memory: '576Mi' } });
+    expect(step.computeResources).toEqual({ requests: { memory: '320Mi' }, limits: { memory: '320Mi' } });
     const env = Object.fromEntries(step.env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
     expect(env).toMatchObject({
       IMAGE: 'image-registry.openshift-image-registry.svc:5000/models/granite',

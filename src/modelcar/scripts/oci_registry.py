@@ -401,6 +401,7 @@ class Registry(object):
             try:
                 for chunk in chunks:
                     url, sent = self.send(url, chunk, sent, what)
+                    chunk = None  # freed before the source fetches the next one: its memory bound holds
                 digest = source.digest()
                 sep = '&' if '?' in url else '?'
                 resp = self.request('PUT', f'{url}{sep}digest={digest}', {'Content-Length': '0'}, b'', 'pull,push', ok=(201, 404))

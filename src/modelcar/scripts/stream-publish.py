@@ -229,17 +229,24 @@ class LayerSource(object):
         return buf
 
     def chunks(self):
+        """The chunks in order. RANGES chunks are being fetched while the one yielded is checked and sent: RANGES + 1
+        buffers at most (the consumer drops each chunk before it asks for the next)."""
         self.sha, sums, done = hashlib.sha256(), {}, 0
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.cfg.ranges) as pool:
             queue = collections.deque()
+
+            def fill():
+                while len(queue) < self.cfg.ranges and done + len(queue) < len(self.plan):
+                    queue.append(pool.submit(self.fetch, done + len(queue)))
             try:
+                fill()
                 while done < len(self.plan):
-                    while len(queue) < self.cfg.ranges and done + len(queue) < len(self.plan):
-                        queue.append(pool.submit(self.fetch, done + len(queue)))
                     buf = queue.popleft().result()
-                    self.check(self.plan[done], buf, sums)
                     done += 1
+                    fill()  # the next range starts now, while this one is checked and sent
+                    self.check(self.plan[done - 1], buf, sums)
                     yield buf
+                    buf = None
             finally:
                 for f in queue:
                     f.cancel()
