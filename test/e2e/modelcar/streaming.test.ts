@@ -233,6 +233,8 @@ describe('the streaming mode', () => {
     expect(r.status).toBe('Failed');
     const log = stepLog(r, 'stream-internal', 'stream');
     expect(log).toMatch(/stream-publish: error: .*HTTP 503: UNAVAILABLE: storage backend is read-only \(injected\).*gave up after 5 attempts in a row without progress/);
+    // The proxy saw the stream's uploads (the checks below would hold for a stream that sent nothing).
+    expect(proxy.requests.filter((q) => q.method === 'PATCH' && q.status === 503).length).toBeGreaterThanOrEqual(5);
     expect(proxy.requests.filter((q) => q.method === 'PUT' && /\/manifests\//.test(q.path))).toEqual([]);
     // Every session it opened was cancelled (DELETE) or never committed (no PUT on an upload URL).
     expect(proxy.requests.filter((q) => q.method === 'PUT' && /\/blobs\/uploads\//.test(q.path) && q.status === 201)).toEqual([]);
